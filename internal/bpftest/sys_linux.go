@@ -1,0 +1,131 @@
+package bpftest
+
+import (
+	"fmt"
+	"runtime"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// kptr is a __aligned_u64 that holds a user-space pointer. Keeping it an
+// unsafe.Pointer (rather than a uint64) lets the garbage collector see the
+// referent for as long as the attr lives, so the kernel never reads freed or
+// moved memory. The padding makes it 8 bytes on 32-bit little-endian too.
+type kptr struct {
+	p unsafe.Pointer
+	_ [8 - unsafe.Sizeof(uintptr(0))]byte
+}
+
+// mapCreateAttr is the BPF_MAP_CREATE member of union bpf_attr up to
+// map_name; the kernel zero-fills the fields we leave out.
+type mapCreateAttr struct {
+	mapType    uint32
+	keySize    uint32
+	valueSize  uint32
+	maxEntries uint32
+	mapFlags   uint32
+	innerMapFD uint32
+	numaNode   uint32
+	mapName    [unix.BPF_OBJ_NAME_LEN]byte
+}
+
+// mapElemAttr is the BPF_MAP_*_ELEM member of union bpf_attr.
+type mapElemAttr struct {
+	mapFD uint32
+	_     uint32
+	key   kptr
+	value kptr
+	flags uint64
+}
+
+// progLoadAttr is the BPF_PROG_LOAD member of union bpf_attr up to
+// expected_attach_type.
+type progLoadAttr struct {
+	progType           uint32
+	insnCnt            uint32
+	insns              kptr
+	license            kptr
+	logLevel           uint32
+	logSize            uint32
+	logBuf             kptr
+	kernVersion        uint32
+	progFlags          uint32
+	progName           [unix.BPF_OBJ_NAME_LEN]byte
+	progIfindex        uint32
+	expectedAttachType uint32
+}
+
+// bpf issues bpf(2). Its fds are close-on-exec: the kernel always creates
+// map and program fds with O_CLOEXEC.
+func bpf(cmd uintptr, attr unsafe.Pointer, size uintptr) (int, error) {
+	r, _, errno := unix.Syscall(unix.SYS_BPF, cmd, uintptr(attr), size)
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(r), nil
+}
+
+func objName(s string) (n [unix.BPF_OBJ_NAME_LEN]byte) {
+	copy(n[:len(n)-1], s)
+	return n
+}
+
+func mapCreate(typ, keySize, valueSize, maxEntries uint32, name string) (int, error) {
+	attr := mapCreateAttr{
+		mapType:    typ,
+		keySize:    keySize,
+		valueSize:  valueSize,
+		maxEntries: maxEntries,
+		mapName:    objName(name),
+	}
+	fd, err := bpf(unix.BPF_MAP_CREATE, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	if err != nil {
+		return -1, fmt.Errorf("bpftest: BPF_MAP_CREATE %s: %w", name, err)
+	}
+	return fd, nil
+}
+
+// mapElem runs one of BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM and
+// BPF_MAP_DELETE_ELEM; value is nil for the delete.
+func mapElem(cmd uintptr, fd int, key, value unsafe.Pointer, flags uint64) error {
+	attr := mapElemAttr{mapFD: uint32(fd), key: kptr{p: key}, value: kptr{p: value}, flags: flags}
+	_, err := bpf(cmd, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	return err
+}
+
+// progLoad loads a program without a verifier log first, and only on failure
+// loads it again with one, so the common path costs no log buffer and the
+// error still explains a rejection.
+func progLoad(typ uint32, insns []insn, license, name string) (int, error) {
+	lic := append([]byte(license), 0)
+	attr := progLoadAttr{
+		progType: typ,
+		insnCnt:  uint32(len(insns)),
+		insns:    kptr{p: unsafe.Pointer(&insns[0])},
+		license:  kptr{p: unsafe.Pointer(&lic[0])},
+		progName: objName(name),
+	}
+	fd, err := bpf(unix.BPF_PROG_LOAD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	if err == nil {
+		return fd, nil
+	}
+	log := make([]byte, 1<<20)
+	attr.logLevel = 1
+	attr.logSize = uint32(len(log))
+	attr.logBuf = kptr{p: unsafe.Pointer(&log[0])}
+	fd, err2 := bpf(unix.BPF_PROG_LOAD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	runtime.KeepAlive(insns)
+	if err2 == nil {
+		// Loaded the second time round: nothing to explain.
+		return fd, nil
+	}
+	n := 0
+	for n < len(log) && log[n] != 0 {
+		n++
+	}
+	if n == 0 {
+		return -1, fmt.Errorf("bpftest: BPF_PROG_LOAD %s: %w", name, err)
+	}
+	return -1, fmt.Errorf("bpftest: BPF_PROG_LOAD %s: %w; verifier log:\n%s", name, err, log[:n])
+}
