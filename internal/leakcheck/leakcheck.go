@@ -34,7 +34,7 @@ type Snapshot struct {
 // Take records the current state.
 func Take() Snapshot {
 	primeRuntime()
-	return Snapshot{FDs: fds(), Maps: mapsCount(), Goroutines: runtime.NumGoroutine()}
+	return Snapshot{FDs: fds(), Maps: mapsCount(), Goroutines: goroutines()}
 }
 
 // Diff waits up to the grace period for the state to return to s and
@@ -67,10 +67,8 @@ func (s Snapshot) diffNow() string {
 	if m := mapsCount(); m > s.Maps {
 		fmt.Fprintf(&b, "memory mappings grew from %d to %d\n", s.Maps, m)
 	}
-	if g := runtime.NumGoroutine(); g > s.Goroutines {
-		buf := make([]byte, 1<<16)
-		buf = buf[:runtime.Stack(buf, true)]
-		fmt.Fprintf(&b, "goroutines grew from %d to %d:\n%s\n", s.Goroutines, g, buf)
+	if g := goroutines(); g > s.Goroutines {
+		fmt.Fprintf(&b, "goroutines grew from %d to %d:\n%s\n", s.Goroutines, g, stacks())
 	}
 	return b.String()
 }
@@ -146,4 +144,34 @@ func primeRuntime() {
 	_ = r.SetReadDeadline(time.Now())
 	r.Close()
 	w.Close()
+}
+
+// lifelong lists goroutines the standard library starts once and keeps for
+// the life of the process; they are not a test's leak.
+var lifelong = []string{"os/signal.loop", "os/signal.signal_recv"}
+
+func stacks() string {
+	buf := make([]byte, 1<<20)
+	return string(buf[:runtime.Stack(buf, true)])
+}
+
+// goroutines counts the running goroutines other than the lifelong ones.
+func goroutines() int {
+	n := 0
+	for _, g := range strings.Split(stacks(), "\n\n") {
+		if !strings.HasPrefix(g, "goroutine ") {
+			continue
+		}
+		keep := true
+		for _, l := range lifelong {
+			if strings.Contains(g, l) {
+				keep = false
+				break
+			}
+		}
+		if keep {
+			n++
+		}
+	}
+	return n
 }
