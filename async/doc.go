@@ -1,0 +1,16 @@
+// Package async is a cross-goroutine task queue with a coalescing wakeup, the
+// protocol of libuv's uv_async_t: any goroutine may Post, one consumer Drains,
+// and the consumer learns that there is work by polling one eventfd.
+//
+// The wakeup coalesces: however many tasks are posted while the consumer is
+// busy, at most one eventfd write is made per drain cycle. A producer only
+// writes when it is the one that flips the pending flag from clear to set; the
+// consumer clears the flag after consuming the eventfd and before taking the
+// batch, so a task posted at any moment is either in the batch being taken or
+// will cause a fresh write.
+//
+// Tasks run in the order they were accepted (FIFO, and so FIFO per producer).
+// Close refuses further posts with os.ErrClosed but keeps what it already
+// accepted: those tasks still run on the next Drain. Nothing accepted is lost,
+// not even when a task panics: the rest of its batch stays queued.
+package async
