@@ -16,16 +16,22 @@ type insn struct {
 	imm  int32
 }
 
+// license is what the programs declare: bpf_perf_event_output for socket
+// filters and bpf_perf_event_read_value are GPL-only helpers, and these
+// programs exist only inside the kernel of the machine running the tests.
+const license = "GPL"
+
 // Helper function ids from include/uapi/linux/bpf.h (__BPF_FUNC_MAPPER).
 // x/sys/unix does not carry them.
 const (
-	fnMapLookupElem   = 1
-	fnPerfEventOutput = 25
-	fnSkbLoadBytes    = 26
-	fnRingbufOutput   = 130
-	fnRingbufReserve  = 131
-	fnRingbufSubmit   = 132
-	fnRingbufDiscard  = 133
+	fnMapLookupElem      = 1
+	fnPerfEventOutput    = 25
+	fnPerfEventReadValue = 55
+	fnSkbLoadBytes       = 26
+	fnRingbufOutput      = 130
+	fnRingbufReserve     = 131
+	fnRingbufSubmit      = 132
+	fnRingbufDiscard     = 133
 )
 
 type reg uint8

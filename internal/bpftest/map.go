@@ -1,6 +1,7 @@
 package bpftest
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"strconv"
@@ -15,10 +16,11 @@ import (
 // program that uses it is loaded, so closing a Map before the Producer that
 // writes into it is safe.
 type Map struct {
-	mu        sync.Mutex
-	fd        int // -1 once closed
-	typ       uint32
-	valueSize uint32
+	mu         sync.Mutex
+	fd         int // -1 once closed
+	typ        uint32
+	valueSize  uint32
+	maxEntries uint32
 }
 
 func newMap(typ, keySize, valueSize uint32, maxEntries int, name string) (*Map, error) {
@@ -29,7 +31,7 @@ func newMap(typ, keySize, valueSize uint32, maxEntries int, name string) (*Map, 
 	if err != nil {
 		return nil, err
 	}
-	return &Map{fd: fd, typ: typ, valueSize: valueSize}, nil
+	return &Map{fd: fd, typ: typ, valueSize: valueSize, maxEntries: uint32(maxEntries)}, nil
 }
 
 // NewPerfEventArray creates a BPF_MAP_TYPE_PERF_EVENT_ARRAY with maxEntries
@@ -85,42 +87,112 @@ func (m *Map) Close() error {
 	return nil
 }
 
-// elem runs a BPF_MAP_*_ELEM command on a 4-byte key and a 4-byte value.
-func (m *Map) elem(what string, cmd uintptr, key uint32, value *uint32, flags uint64) error {
+// LookupU32 reads the 4-byte value at key; ENOENT (wrapped) when key is out
+// of range or, for a perf event array, when the slot is empty.
+//
+// The kernel does not read perf event array slots back to user space
+// (BPF_MAP_LOOKUP_ELEM answers ENOTSUPP), so for that map type LookupU32 runs
+// a throw-away tracing program that asks bpf_perf_event_read_value about the
+// slot: 0 with a nil error means a perf event is stored there (the fd it came
+// from is not recoverable), ENOENT means the slot is empty. That is how a test
+// tells that a reader's Close took its perf events out of the array; closing
+// a perf event fd alone does not, the array keeps the event alive.
+func (m *Map) LookupU32(key uint32) (uint32, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fd < 0 {
-		return fmt.Errorf("bpftest: %s: %w", what, os.ErrClosed)
+		return 0, fmt.Errorf("bpftest: lookup: %w", os.ErrClosed)
 	}
-	if value != nil && m.valueSize != 4 {
-		return fmt.Errorf("bpftest: %s: map values are %d bytes, not 4: %w", what, m.valueSize, unix.EINVAL)
+	if key >= m.maxEntries {
+		return 0, fmt.Errorf("bpftest: lookup key %d of %d: %w", key, m.maxEntries, unix.ENOENT)
 	}
-	if err := mapElem(cmd, m.fd, unsafe.Pointer(&key), unsafe.Pointer(value), flags); err != nil {
-		return fmt.Errorf("bpftest: %s key %d: %w", what, key, err)
+	if m.typ == unix.BPF_MAP_TYPE_PERF_EVENT_ARRAY {
+		if err := probePerfSlot(m.fd, key); err != nil {
+			return 0, fmt.Errorf("bpftest: lookup key %d: %w", key, err)
+		}
+		return 0, nil
 	}
-	return nil
+	if m.valueSize != 4 {
+		return 0, fmt.Errorf("bpftest: lookup: map values are %d bytes, not 4: %w", m.valueSize, unix.EINVAL)
+	}
+	var v uint32
+	if err := mapElem(unix.BPF_MAP_LOOKUP_ELEM, m.fd, unsafe.Pointer(&key), unsafe.Pointer(&v), 0); err != nil {
+		return 0, fmt.Errorf("bpftest: lookup key %d: %w", key, err)
+	}
+	return v, nil
 }
 
-// LookupU32 reads the 4-byte value at key. An empty perf event array slot
-// reads as ENOENT (wrapped), which is how a test tells that a reader's Close
-// removed the perf event fds it stored. For a perf event array the value read
-// back is not the fd that was stored: the kernel holds the perf event, not
-// the descriptor.
-func (m *Map) LookupU32(key uint32) (uint32, error) {
-	var v uint32
-	err := m.elem("lookup", unix.BPF_MAP_LOOKUP_ELEM, key, &v, 0)
-	return v, err
+// probePerfSlot returns nil when slot key of the perf event array holds a
+// perf event and ENOENT when it is empty. bpf_perf_event_read_value only
+// reads a counter, so unlike bpf_perf_event_output it leaves no trace in the
+// event's ring. The program is loaded per call rather than kept, so a lookup
+// never changes the test's descriptor count.
+func probePerfSlot(mapFD int, key uint32) error {
+	const valueSize = 24 // struct bpf_perf_event_value: counter, enabled, running
+	a := newAsm()
+	a.load(unix.BPF_DW, r2, r1, 0) // flags = the key, passed in as the context
+	a.loadMapFD(r1, mapFD)
+	a.movReg(r3, r10)
+	a.add(r3, -valueSize)
+	a.mov64(r4, valueSize)
+	a.call(fnPerfEventReadValue)
+	a.exit()
+	insns, err := a.program()
+	if err != nil {
+		return err
+	}
+	fd, err := progLoad(unix.BPF_PROG_TYPE_RAW_TRACEPOINT, insns, license, "bpftest_probe")
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var ctx [8]byte
+	binary.NativeEndian.PutUint64(ctx[:], uint64(key))
+	ret, err := progTestRun(fd, ctx[:])
+	if err != nil {
+		return err
+	}
+	switch errno := unix.Errno(-int32(ret)); {
+	case errno == unix.ENOENT:
+		return errno
+	case errno == 0, errno == unix.EINVAL:
+		// 0: an event on this CPU; EINVAL: perf_event_read_local refusing
+		// an event bound to another CPU. Either way the slot is taken.
+		return nil
+	default:
+		return fmt.Errorf("bpf_perf_event_read_value: %w", errno)
+	}
 }
 
 // UpdateU32 stores value at key (BPF_ANY). For a perf event array value is a
 // perf event fd opened on the CPU that key stands for.
 func (m *Map) UpdateU32(key, value uint32) error {
-	return m.elem("update", unix.BPF_MAP_UPDATE_ELEM, key, &value, unix.BPF_ANY)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fd < 0 {
+		return fmt.Errorf("bpftest: update: %w", os.ErrClosed)
+	}
+	if m.valueSize != 4 {
+		return fmt.Errorf("bpftest: update: map values are %d bytes, not 4: %w", m.valueSize, unix.EINVAL)
+	}
+	if err := mapElem(unix.BPF_MAP_UPDATE_ELEM, m.fd, unsafe.Pointer(&key), unsafe.Pointer(&value), unix.BPF_ANY); err != nil {
+		return fmt.Errorf("bpftest: update key %d: %w", key, err)
+	}
+	return nil
 }
 
-// Delete empties the slot at key; ENOENT (wrapped) when it was empty already.
+// Delete empties the slot at key; ENOENT (wrapped) when it was empty
+// already. Arrays other than perf event arrays refuse with EINVAL.
 func (m *Map) Delete(key uint32) error {
-	return m.elem("delete", unix.BPF_MAP_DELETE_ELEM, key, nil, 0)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fd < 0 {
+		return fmt.Errorf("bpftest: delete: %w", os.ErrClosed)
+	}
+	if err := mapElem(unix.BPF_MAP_DELETE_ELEM, m.fd, unsafe.Pointer(&key), nil, 0); err != nil {
+		return fmt.Errorf("bpftest: delete key %d: %w", key, err)
+	}
+	return nil
 }
 
 // PossibleCPUs returns the number of possible CPUs, the key space of a perf
@@ -138,15 +210,16 @@ func PossibleCPUs() (int, error) {
 func parseCPURange(s string) (int, error) {
 	highest := -1
 	for _, part := range strings.Split(s, ",") {
-		last := part
-		if i := strings.IndexByte(part, '-'); i >= 0 {
-			last = part[i+1:]
+		first, last, isRange := strings.Cut(part, "-")
+		lo, err1 := strconv.Atoi(first)
+		hi, err2 := lo, error(nil)
+		if isRange {
+			hi, err2 = strconv.Atoi(last)
 		}
-		n, err := strconv.Atoi(last)
-		if err != nil || n < 0 {
+		if err1 != nil || err2 != nil || lo < 0 || hi < lo {
 			return 0, fmt.Errorf("bpftest: bad CPU list %q: %w", s, unix.EINVAL)
 		}
-		highest = max(highest, n)
+		highest = max(highest, hi)
 	}
 	return highest + 1, nil
 }

@@ -11,11 +11,15 @@ import (
 // kptr is a __aligned_u64 that holds a user-space pointer. Keeping it an
 // unsafe.Pointer (rather than a uint64) lets the garbage collector see the
 // referent for as long as the attr lives, so the kernel never reads freed or
-// moved memory. The padding makes it 8 bytes on 32-bit little-endian too.
-type kptr struct {
-	p unsafe.Pointer
-	_ [8 - unsafe.Sizeof(uintptr(0))]byte
-}
+// moved memory. That only matches the kernel's layout where pointers are 8
+// bytes, which the array below checks at compile time.
+type kptr struct{ p unsafe.Pointer }
+
+// Both fail to compile unless kptr is 8 bytes.
+var (
+	_ [unsafe.Sizeof(kptr{}) - 8]struct{}
+	_ [8 - unsafe.Sizeof(kptr{})]struct{}
+)
 
 // mapCreateAttr is the BPF_MAP_CREATE member of union bpf_attr up to
 // map_name; the kernel zero-fills the fields we leave out.
@@ -54,6 +58,26 @@ type progLoadAttr struct {
 	progName           [unix.BPF_OBJ_NAME_LEN]byte
 	progIfindex        uint32
 	expectedAttachType uint32
+}
+
+// testRunAttr is the BPF_PROG_TEST_RUN member of union bpf_attr.
+type testRunAttr struct {
+	progFD      uint32
+	retval      uint32
+	dataSizeIn  uint32
+	dataSizeOut uint32
+	dataIn      kptr
+	dataOut     kptr
+	repeat      uint32
+	duration    uint32
+	ctxSizeIn   uint32
+	ctxSizeOut  uint32
+	ctxIn       kptr
+	ctxOut      kptr
+	flags       uint32
+	cpu         uint32
+	batchSize   uint32
+	_           uint32
 }
 
 // bpf issues bpf(2). Its fds are close-on-exec: the kernel always creates
@@ -128,4 +152,42 @@ func progLoad(typ uint32, insns []insn, license, name string) (int, error) {
 		return -1, fmt.Errorf("bpftest: BPF_PROG_LOAD %s: %w", name, err)
 	}
 	return -1, fmt.Errorf("bpftest: BPF_PROG_LOAD %s: %w; verifier log:\n%s", name, err, log[:n])
+}
+
+// progTestRun runs a program once on the calling CPU with ctx as its context
+// and returns the program's return value.
+func progTestRun(fd int, ctx []byte) (uint32, error) {
+	attr := testRunAttr{progFD: uint32(fd), ctxSizeIn: uint32(len(ctx)), ctxIn: kptr{p: unsafe.Pointer(unsafe.SliceData(ctx))}}
+	if _, err := bpf(unix.BPF_PROG_TEST_RUN, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err != nil {
+		return 0, fmt.Errorf("bpftest: BPF_PROG_TEST_RUN: %w", err)
+	}
+	return attr.retval, nil
+}
+
+// recvTrunc receives one datagram without blocking and returns its full
+// length even when buf is shorter (MSG_TRUNC); unlike unix.Recvfrom it never
+// builds a Sockaddr, so it does not allocate.
+func recvTrunc(fd int, buf []byte) (int, error) {
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(buf))),
+			uintptr(len(buf)), unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
+		switch errno {
+		case 0:
+			return int(n), nil
+		case unix.EINTR:
+			continue
+		default:
+			return 0, errno
+		}
+	}
+}
+
+// send sends one datagram without blocking.
+func send(fd int, b []byte) error {
+	for {
+		err := unix.Sendto(fd, b, unix.MSG_DONTWAIT, nil)
+		if err != unix.EINTR {
+			return err
+		}
+	}
 }
