@@ -25,6 +25,7 @@ type Queue struct {
 	// skip the write.
 	pending atomic.Bool
 	writes  atomic.Uint64
+	ran     atomic.Uint64
 
 	// fdMu is held shared around every use of efd's descriptor number and
 	// exclusively by Close, so a write racing with Close can never land on
@@ -132,6 +133,7 @@ func (q *Queue) Drain() (ran int) {
 
 func (q *Queue) runBatch() (ran int) {
 	defer func() {
+		q.ran.Add(uint64(ran))
 		if q.next < len(q.batch) {
 			// Unwinding from a panic: make sure someone comes back for
 			// the rest.
@@ -162,6 +164,9 @@ func (q *Queue) Len() int {
 	q.mu.Unlock()
 	return n
 }
+
+// Ran returns how many tasks have run, over all Drains.
+func (q *Queue) Ran() uint64 { return q.ran.Load() }
 
 // Wakeups returns how many eventfd writes producers have made: with
 // coalescing, at most one per Drain.

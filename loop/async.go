@@ -1,0 +1,72 @@
+package loop
+
+import (
+	"fmt"
+	"os"
+	"sync/atomic"
+)
+
+// Async is a handle any goroutine can Send to, waking the loop to run its
+// callback. Sends coalesce: many Sends before the callback runs produce one
+// call, and a Send made after the callback started produces another.
+type Async struct {
+	handle
+	cb      func()
+	fire    func() // a.run, bound once so Send allocates nothing
+	pending atomic.Bool
+	dead    atomic.Bool // closed: Send is refused
+}
+
+// NewAsync creates an Async handle, active (and keeping the loop alive, unless
+// unreferenced) until closed.
+func (l *Loop) NewAsync(cb func()) (*Async, error) {
+	if l.closed.Load() {
+		return nil, errClosed
+	}
+	if cb == nil {
+		return nil, fmt.Errorf("loop: new async: %w", ErrNilCallback)
+	}
+	a := &Async{cb: cb}
+	a.fire = a.run
+	a.init(l, a.deactivate)
+	a.setActive(true)
+	return a, nil
+}
+
+// Send asks for the callback to run on the loop. Any goroutine may call it.
+// After Close (of the handle or the loop) it returns an error wrapping
+// os.ErrClosed.
+func (a *Async) Send() error {
+	if a.dead.Load() {
+		return fmt.Errorf("loop: async send: %w", os.ErrClosed)
+	}
+	if a.pending.Load() || !a.pending.CompareAndSwap(false, true) {
+		return nil // a run is already queued and has not started yet
+	}
+	a.loop.asyncQueued.Add(1)
+	if err := a.loop.queue.Post(a.fire); err != nil {
+		a.loop.asyncQueued.Add(-1)
+		a.pending.Store(false)
+		return fmt.Errorf("loop: async send: %w", os.ErrClosed)
+	}
+	return nil
+}
+
+func (a *Async) run() {
+	// Clear before calling: a Send from now on must cause another run.
+	a.pending.Store(false)
+	a.loop.asyncQueued.Add(-1)
+	if a.closing {
+		return
+	}
+	a.cb()
+}
+
+func (a *Async) deactivate() {
+	a.dead.Store(true)
+	a.setActive(false)
+}
+
+// Close stops the handle; later Sends fail, and a Send not yet delivered is
+// dropped. cb (if not nil) runs on the loop's next close phase.
+func (a *Async) Close(cb func()) { a.close(cb) }

@@ -1,0 +1,153 @@
+package loop
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Timer runs a callback once after a timeout, and then every repeat interval
+// if repeat is non-zero.
+type Timer struct {
+	handle
+	cb      func()
+	due     int64 // loop time (ns since base) at which it fires
+	repeat  time.Duration
+	seq     uint64 // start order, breaking ties between equal due times
+	index   int    // position in the heap, -1 when not in it
+	ready   bool   // collected as due in the current pass
+	started bool   // Start was called at least once
+}
+
+// NewTimer creates a stopped timer that will run cb on the loop.
+func (l *Loop) NewTimer(cb func()) *Timer {
+	t := &Timer{cb: cb, index: -1}
+	t.init(l, t.Stop)
+	return t
+}
+
+// AfterFunc starts a one-shot timer that runs fn after d, like
+// time.AfterFunc but on the loop. With a nil fn or negative d the returned
+// timer is not started.
+func (l *Loop) AfterFunc(d time.Duration, fn func()) *Timer {
+	t := l.NewTimer(fn)
+	_ = t.Start(d, 0)
+	return t
+}
+
+// Start arms the timer to fire timeout from the loop time (Now), and then
+// every repeat if repeat > 0. Starting an active timer restarts it. Negative
+// durations are EINVAL; a closing timer, or one of a closed loop, is
+// os.ErrClosed.
+func (t *Timer) Start(timeout, repeat time.Duration) error {
+	if err := t.errIfClosing("timer start"); err != nil {
+		return err
+	}
+	if t.loop.closed.Load() {
+		return errClosed
+	}
+	if t.cb == nil {
+		return fmt.Errorf("loop: timer start: %w", ErrNilCallback)
+	}
+	if timeout < 0 || repeat < 0 {
+		return fmt.Errorf("loop: timer start(%v, %v): negative duration: %w", timeout, repeat, unix.EINVAL)
+	}
+	t.Stop()
+	t.started = true
+	t.repeat = repeat
+	l := t.loop
+	t.due = l.now + int64(timeout)
+	if t.due < l.now { // overflow: never, in practice
+		t.due = math.MaxInt64
+	}
+	t.seq = l.timerSeq
+	l.timerSeq++
+	l.timers.push(t)
+	t.setActive(true)
+	return nil
+}
+
+// Stop disarms the timer. A timer already due in the current pass does not
+// fire.
+func (t *Timer) Stop() {
+	t.ready = false
+	if t.index >= 0 {
+		t.loop.timers.remove(t)
+	}
+	t.setActive(false)
+}
+
+// Again restarts a repeating timer with its repeat as the timeout; it stops
+// a timer whose repeat is zero. A timer never started is EINVAL, as in
+// libuv.
+func (t *Timer) Again() error {
+	if err := t.errIfClosing("timer again"); err != nil {
+		return err
+	}
+	if !t.started {
+		return fmt.Errorf("loop: timer again: never started: %w", unix.EINVAL)
+	}
+	if t.repeat == 0 {
+		t.Stop()
+		return nil
+	}
+	return t.Start(t.repeat, t.repeat)
+}
+
+// SetRepeat changes the repeat interval. It takes effect at the next re-arm;
+// a timer that is running now keeps its current due time.
+func (t *Timer) SetRepeat(d time.Duration) {
+	if d < 0 {
+		d = 0
+	}
+	t.repeat = d
+}
+
+// Repeat returns the repeat interval.
+func (t *Timer) Repeat() time.Duration { return t.repeat }
+
+// DueIn returns how long until the timer fires, from the loop time; 0 when
+// it is due or not active.
+func (t *Timer) DueIn() time.Duration {
+	if !t.active {
+		return 0
+	}
+	if d := t.due - t.loop.now; d > 0 {
+		return time.Duration(d)
+	}
+	return 0
+}
+
+// Close stops the timer and runs cb (if not nil) on the loop's next close
+// phase.
+func (t *Timer) Close(cb func()) { t.close(cb) }
+
+// runTimers fires the timers due at the loop time, libuv's two-step way:
+// first take every due timer off the heap, then run them in due order. A
+// timer (re)started by a callback goes back on the heap, not on this pass's
+// list, so it cannot run twice in one pass.
+func (l *Loop) runTimers() {
+	for {
+		t := l.timers.min()
+		if t == nil || t.due > l.now {
+			break
+		}
+		t.Stop()
+		t.ready = true
+		l.ready = append(l.ready, t)
+	}
+	for i, t := range l.ready {
+		l.ready[i] = nil
+		if !t.ready {
+			continue // stopped by an earlier callback of this pass
+		}
+		t.ready = false
+		if t.repeat > 0 {
+			_ = t.Start(t.repeat, t.repeat)
+		}
+		l.call(t.cb)
+	}
+	l.ready = l.ready[:0]
+}
