@@ -74,9 +74,10 @@ type Producer struct {
 // bpf_perf_event_output(ctx, m, BPF_F_CURRENT_CPU, buf, recordSize). The
 // record lands in the perf event stored at the key of the CPU the emitting
 // thread runs on, as a PERF_RECORD_SAMPLE whose raw part is recordSize bytes
-// followed by kernel padding. A full ring counts as Dropped; an empty slot
-// makes Emit fail with ENOENT, an event opened for another CPU with
-// EOPNOTSUPP.
+// followed by kernel padding. A full ring counts as Dropped, and so does an
+// event whose ring is not mapped (the kernel answers ENOSPC to both); an
+// empty slot makes Emit fail with ENOENT, an event opened for another CPU
+// with EOPNOTSUPP.
 func NewPerfProducer(m *Map, recordSize int) (*Producer, error) {
 	return newProducer(m, unix.BPF_MAP_TYPE_PERF_EVENT_ARRAY, recordSize, "bpf_perf_event_output", unix.ENOSPC,
 		func(a *asm, mapFD int) {
