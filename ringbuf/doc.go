@@ -1,0 +1,88 @@
+// Package ringbuf reads the rings BPF programs write to user space: the
+// per-CPU perf event rings behind a BPF_MAP_TYPE_PERF_EVENT_ARRAY
+// (PerfReader, filled by bpf_perf_event_output) and the BPF ring buffer
+// (RingReader, a BPF_MAP_TYPE_RINGBUF filled by bpf_ringbuf_output or
+// bpf_ringbuf_reserve/submit), plus a Dispatcher that routes records by a
+// leading category id.
+//
+// # Attaching a map
+//
+// The package loads no BPF programs and creates no maps: it takes the
+// descriptor of a map the caller created with whatever tooling it uses. With
+// cilium/ebpf, for instance:
+//
+//	coll, _ := ebpf.NewCollection(spec)
+//	pr, err := ringbuf.NewPerfReader(coll.Maps["events"].FD(), ringbuf.PerfOptions{})
+//	rr, err := ringbuf.NewRingReader(coll.Maps["logs"].FD())
+//
+// Both constructors check the map's type with BPF_OBJ_GET_INFO_BY_FD and
+// keep their own duplicate of the descriptor, so the caller may close its
+// copy at any time. NewPerfReader stores one perf event descriptor per CPU
+// in the array (key = CPU id, which is where bpf_perf_event_output with
+// BPF_F_CURRENT_CPU looks) and removes exactly those entries on Close. A
+// perf event array must therefore have at least as many entries as the
+// highest CPU id read plus one; BPF programs see no output on a CPU whose
+// slot is empty (bpf_perf_event_output returns -ENOENT).
+//
+// # Reading
+//
+// Each reader exposes one descriptor, Fd, readable (level-triggered) when
+// there is something to drain; internally it is a small epoll instance over
+// the perf events or the ring buffer map. An event loop watches it and calls
+// Consume when it fires, which drains without blocking:
+//
+//	w, err := l.Watch(pr.Fd(), poller.Readable, func(poller.Events) {
+//		pr.Consume(ringbuf.Handler{Sample: d.Sample})
+//	})
+//
+// Without a loop, Poll waits on the same descriptor and then drains. Records
+// are delivered without copying: the slice passed to a callback points into
+// the shared ring and is valid only during the call (a perf record that
+// wraps the end of its ring is reassembled in a per-ring scratch buffer,
+// since perf rings are mapped once; BPF ring buffers are mapped twice in a
+// row by the kernel, so their records are always contiguous). Consume and
+// Poll allocate nothing per record and advance the ring's consumer position
+// once per batch, so the producer's cache line is written once per drain,
+// not once per record.
+//
+// Consume and Poll of one reader must be called from one goroutine at a
+// time; a second concurrent call returns an error rather than corrupting the
+// ring. Fd, Stats, Size, Available and Close may be called from any
+// goroutine. Closing a reader while another goroutine is blocked in Poll
+// wakes that Poll, which returns an error wrapping os.ErrClosed; the
+// mappings stay valid until the running call returns, and that call
+// releases them.
+//
+// # Latency and wakeups
+//
+// By default the kernel wakes a perf reader after every record: lowest
+// latency, one wakeup (and one trip through the event loop) per record.
+// PerfOptions.WakeupEvents = n wakes it once every n records per CPU, and
+// PerfOptions.Watermark = b once b bytes are pending in a ring. Both trade
+// latency for fewer wakeups, and with both a quiet CPU can hold records
+// back indefinitely: records below the threshold wait until more arrive or
+// until something else makes the application call Consume (a timer, say).
+// A watermark must leave room for the records that arrive while the reader
+// is being woken, or the kernel drops them and reports PERF_RECORD_LOST;
+// pick it well below the ring size. The BPF ring buffer wakes the reader
+// when a record is committed while the reader has caught up, unless the
+// program passes BPF_RB_NO_WAKEUP (or forces one with BPF_RB_FORCE_WAKEUP);
+// that choice belongs to the BPF program.
+//
+// # Untrusted input
+//
+// Ring memory is written by the kernel on behalf of BPF programs and is
+// treated as untrusted: positions and record sizes are bounds-checked before
+// any slice is formed. A corrupt ring (a size that is not a multiple of 8,
+// a record longer than what was published, a head behind the tail) is
+// resynchronised by dropping everything published so far, counted in Stats,
+// and reported as an error wrapping ErrCorrupt; it never causes a panic or
+// an out-of-bounds read.
+//
+// # Dispatching
+//
+// A Dispatcher routes records whose first four bytes are a little-endian
+// uint32 category. Register returns ids in order starting at 0; a BPF
+// program writes that id in front of each record. Dispatcher.Sample and
+// Dispatcher.Record fit a Handler and RingReader.Consume directly.
+package ringbuf

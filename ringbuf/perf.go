@@ -1,0 +1,448 @@
+//go:build linux
+
+package ringbuf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultPagesPerCPU is the size, in data pages, of each per-CPU perf ring
+// when PerfOptions.PagesPerCPU is 0: 32 KiB with 4 KiB pages.
+const DefaultPagesPerCPU = 8
+
+// Handler receives what a PerfReader drains. Either field may be nil, in
+// which case those records are dropped (they are still counted in Stats).
+type Handler struct {
+	// Sample receives the raw data of one record a BPF program wrote with
+	// bpf_perf_event_output on cpu: exactly the length the kernel put in the
+	// record's size field, which includes the padding the kernel adds to
+	// keep records 8-byte aligned. data points into the ring (or into the
+	// reader's scratch buffer for a record that wraps the ring's end) and is
+	// valid only until Sample returns; copy what must outlive the call.
+	Sample func(cpu int, data []byte)
+	// Lost receives the number of records the kernel dropped on cpu because
+	// the ring was full, as it reported in a PERF_RECORD_LOST record.
+	Lost func(cpu int, count uint64)
+}
+
+// PerfOptions configures NewPerfReader. The zero value is usable.
+type PerfOptions struct {
+	// PagesPerCPU is the number of data pages in each per-CPU ring, a power
+	// of two; 0 means DefaultPagesPerCPU. One metadata page is mapped in
+	// front of them.
+	PagesPerCPU int
+	// WakeupEvents makes the kernel wake the reader once every WakeupEvents
+	// records instead of after each one (the default, 1). Mutually exclusive
+	// with Watermark.
+	WakeupEvents int
+	// Watermark, when non-zero, makes the kernel wake the reader once this
+	// many bytes have been written to a ring. It must be smaller than the
+	// ring (PagesPerCPU pages). Mutually exclusive with WakeupEvents.
+	Watermark int
+	// CPUs lists the CPUs to open rings on; nil means every online CPU.
+	// Online CPUs that answer ENODEV are skipped; an explicit CPU that fails
+	// is an error.
+	CPUs []int
+}
+
+// PerfStats counts what a PerfReader has drained since it was created.
+type PerfStats struct {
+	Samples uint64 // PERF_RECORD_SAMPLE records delivered to Handler.Sample (or dropped for a nil Sample)
+	Lost    uint64 // records the kernel reported lost, summed over PERF_RECORD_LOST counts
+	Skipped uint64 // records of other types, skipped by their header size
+	Resyncs uint64 // times a ring was found corrupt and its contents dropped
+}
+
+// perfCounters backs PerfStats; Consume adds to it once per batch.
+type perfCounters struct {
+	samples, lost, skipped, resyncs atomic.Uint64
+}
+
+// PerfReader reads the per-CPU perf event rings behind a
+// BPF_MAP_TYPE_PERF_EVENT_ARRAY. Consume and Poll must not run concurrently
+// with each other; Fd, Stats and Close may be called from any goroutine.
+type PerfReader struct {
+	g     guard
+	mapFD int // our duplicate of the caller's map descriptor
+	ep    *epollSet
+	rings []*perfRing
+	fds   []int    // perf event descriptors, parallel to rings
+	mmaps [][]byte // whole mappings, parallel to rings
+	keys  []uint32 // map keys we stored a descriptor at
+	cpus  []int    // CPU of each ring; never changes after NewPerfReader
+	stats perfCounters
+}
+
+// NewPerfReader opens a PERF_COUNT_SW_BPF_OUTPUT event on each selected CPU,
+// maps a ring of 1+PagesPerCPU pages for it and stores its descriptor in the
+// BPF_MAP_TYPE_PERF_EVENT_ARRAY mapFD at key = CPU, which is where
+// bpf_perf_event_output(ctx, &map, BPF_F_CURRENT_CPU, ...) looks for it.
+// The reader keeps its own duplicate of mapFD. A map of another type is an
+// error wrapping unix.EINVAL, as are invalid options.
+func NewPerfReader(mapFD int, opts PerfOptions) (*PerfReader, error) {
+	pages := opts.PagesPerCPU
+	if pages == 0 {
+		pages = DefaultPagesPerCPU
+	}
+	if pages < 0 || !isPow2(uint64(pages)) {
+		return nil, fmt.Errorf("ringbuf: PagesPerCPU %d is not a power of two: %w", opts.PagesPerCPU, unix.EINVAL)
+	}
+	ringSize := pages * os.Getpagesize()
+	if opts.WakeupEvents < 0 || opts.Watermark < 0 {
+		return nil, fmt.Errorf("ringbuf: negative WakeupEvents or Watermark: %w", unix.EINVAL)
+	}
+	if opts.WakeupEvents != 0 && opts.Watermark != 0 {
+		return nil, fmt.Errorf("ringbuf: WakeupEvents and Watermark are mutually exclusive: %w", unix.EINVAL)
+	}
+	if opts.Watermark >= ringSize {
+		return nil, fmt.Errorf("ringbuf: Watermark %d is not smaller than the %d-byte ring: %w", opts.Watermark, ringSize, unix.EINVAL)
+	}
+	wakeup, watermark := uint32(1), false
+	switch {
+	case opts.Watermark > 0:
+		wakeup, watermark = uint32(opts.Watermark), true
+	case opts.WakeupEvents > 0:
+		if opts.WakeupEvents > 1<<31-1 {
+			return nil, fmt.Errorf("ringbuf: WakeupEvents %d too large: %w", opts.WakeupEvents, unix.EINVAL)
+		}
+		wakeup = uint32(opts.WakeupEvents)
+	}
+
+	info, err := mapInfo(mapFD)
+	if err != nil {
+		return nil, fmt.Errorf("ringbuf: perf event array: %w", err)
+	}
+	if info.typ != unix.BPF_MAP_TYPE_PERF_EVENT_ARRAY {
+		return nil, fmt.Errorf("ringbuf: map type %d is not BPF_MAP_TYPE_PERF_EVENT_ARRAY: %w", info.typ, unix.EINVAL)
+	}
+
+	cpus, explicit := opts.CPUs, opts.CPUs != nil
+	if !explicit {
+		if cpus, err = onlineCPUs(); err != nil {
+			return nil, err
+		}
+	}
+	if len(cpus) == 0 {
+		return nil, fmt.Errorf("ringbuf: no CPUs to read: %w", unix.EINVAL)
+	}
+	seen := make(map[int]bool, len(cpus))
+	for _, cpu := range cpus {
+		if cpu < 0 || seen[cpu] {
+			return nil, fmt.Errorf("ringbuf: CPU %d negative or listed twice: %w", cpu, unix.EINVAL)
+		}
+		if uint64(cpu) >= uint64(info.maxEntries) {
+			return nil, fmt.Errorf("ringbuf: CPU %d has no slot in a perf event array of %d entries: %w", cpu, info.maxEntries, unix.E2BIG)
+		}
+		seen[cpu] = true
+	}
+
+	r := &PerfReader{mapFD: -1}
+	if r.mapFD, err = dupFD(mapFD); err != nil {
+		return nil, fmt.Errorf("ringbuf: %w", err)
+	}
+	if r.ep, err = newEpollSet(len(cpus)); err != nil {
+		r.release()
+		return nil, fmt.Errorf("ringbuf: %w", err)
+	}
+	for _, cpu := range cpus {
+		err := r.openCPU(cpu, pages, wakeup, watermark)
+		if errors.Is(err, unix.ENODEV) && !explicit {
+			continue // offline since we read the list, or never able to count
+		}
+		if err != nil {
+			r.release()
+			return nil, fmt.Errorf("ringbuf: CPU %d: %w", cpu, err)
+		}
+	}
+	if len(r.rings) == 0 {
+		r.release()
+		return nil, fmt.Errorf("ringbuf: no CPU accepted a perf event: %w", unix.ENODEV)
+	}
+	return r, nil
+}
+
+// openCPU sets up one CPU's event, ring, epoll registration and map slot.
+// Whatever it acquired is recorded in r before the next step, so release
+// undoes a partial setup.
+func (r *PerfReader) openCPU(cpu, pages int, wakeup uint32, watermark bool) error {
+	fd, err := openBPFOutput(cpu, wakeup, watermark)
+	if err != nil {
+		return err
+	}
+	pageSize := os.Getpagesize()
+	mem, err := mmapShared(fd, 0, (1+pages)*pageSize, unix.PROT_READ|unix.PROT_WRITE)
+	if err != nil {
+		closeFD(fd)
+		return err
+	}
+	r.fds = append(r.fds, fd)
+	r.mmaps = append(r.mmaps, mem)
+	ring, err := newPerfRing(cpu, mem[:pageSize], mem[pageSize:])
+	if err != nil {
+		return err
+	}
+	r.rings = append(r.rings, ring)
+	r.cpus = append(r.cpus, cpu)
+	if err := r.ep.add(fd, int32(len(r.rings)-1)); err != nil {
+		return err
+	}
+	if err := perfEnable(fd); err != nil {
+		return err
+	}
+	if err := mapUpdateU32(r.mapFD, uint32(cpu), uint32(fd)); err != nil {
+		return err
+	}
+	r.keys = append(r.keys, uint32(cpu))
+	return nil
+}
+
+// Fd returns the descriptor to watch for input (level-triggered): an epoll
+// instance over the per-CPU perf events, readable when the kernel has woken
+// the reader for at least one ring. It returns -1 after Close.
+func (r *PerfReader) Fd() int {
+	if r.g.closed() {
+		return -1
+	}
+	return r.ep.epfd
+}
+
+// CPUs returns the CPUs the reader has a ring on, in ring order.
+func (r *PerfReader) CPUs() []int {
+	return append([]int(nil), r.cpus...)
+}
+
+// Consume drains every ring without blocking: each ring's records published
+// when Consume reaches it are delivered in order, and the ring's tail is
+// advanced once for the whole batch. It returns the number of samples
+// delivered. A corrupt ring is resynchronised (its pending records dropped)
+// and reported as an error wrapping ErrCorrupt after the other rings have
+// been drained. Consume allocates nothing.
+func (r *PerfReader) Consume(h Handler) (int, error) {
+	if err := r.g.enter("consume"); err != nil {
+		return 0, err
+	}
+	n, err := r.consumeAll(&h)
+	return n, r.leave(err)
+}
+
+// Poll waits up to timeout (forever if negative, not at all if zero) for the
+// kernel to wake the reader, then drains as Consume does. It returns 0 and
+// no error when the timeout passes. A Close from another goroutine wakes a
+// blocked Poll, which then returns an error wrapping os.ErrClosed.
+func (r *PerfReader) Poll(timeout time.Duration, h Handler) (int, error) {
+	if err := r.g.enter("poll"); err != nil {
+		return 0, err
+	}
+	ready, err := r.ep.wait(timeout)
+	n := 0
+	if err == nil && ready && !r.g.closed() {
+		n, err = r.consumeAll(&h)
+	}
+	return n, r.leave(err)
+}
+
+func (r *PerfReader) consumeAll(h *Handler) (int, error) {
+	total := 0
+	var first error
+	for _, ring := range r.rings {
+		n, err := ring.consume(h, &r.stats, &r.g)
+		total += n
+		if err != nil && first == nil {
+			first = fmt.Errorf("ringbuf: CPU %d: %w", ring.cpu, err)
+		}
+	}
+	return total, first
+}
+
+// leave ends a Consume or Poll, releasing the reader if Close came in
+// meanwhile.
+func (r *PerfReader) leave(err error) error {
+	if r.g.exit() {
+		return errors.Join(err, fmt.Errorf("ringbuf: reader closed during the call: %w", os.ErrClosed), r.release())
+	}
+	return err
+}
+
+// Stats returns the reader's counters. It may be called from any goroutine,
+// also after Close.
+func (r *PerfReader) Stats() PerfStats {
+	return PerfStats{
+		Samples: r.stats.samples.Load(),
+		Lost:    r.stats.lost.Load(),
+		Skipped: r.stats.skipped.Load(),
+		Resyncs: r.stats.resyncs.Load(),
+	}
+}
+
+// Close removes the descriptors the reader stored in the map, unmaps its
+// rings and closes every descriptor it opened. If a Consume or Poll is
+// running on another goroutine (or Close is called from a handler), Close
+// wakes it and the running call releases everything before it returns. A
+// second Close returns an error wrapping os.ErrClosed.
+func (r *PerfReader) Close() error {
+	now, err := r.g.close()
+	if err != nil {
+		return err
+	}
+	if !now {
+		return r.ep.wake()
+	}
+	return r.release()
+}
+
+// release undoes NewPerfReader: map slots first, so the BPF program stops
+// writing into rings that are about to go away.
+func (r *PerfReader) release() error {
+	var errs []error
+	for _, key := range r.keys {
+		if err := mapDeleteU32(r.mapFD, key); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("ringbuf: CPU %d: %w", key, err))
+		}
+	}
+	r.keys = nil
+	for _, mem := range r.mmaps {
+		errs = append(errs, munmap(mem))
+	}
+	r.mmaps, r.rings = nil, nil
+	for _, fd := range r.fds {
+		errs = append(errs, closeFD(fd))
+	}
+	r.fds = nil
+	if r.ep != nil {
+		errs = append(errs, r.ep.close())
+	}
+	errs = append(errs, closeFD(r.mapFD))
+	return errors.Join(errs...)
+}
+
+// perfRing is one per-CPU perf ring: the positions in its metadata page and
+// its data area. The same type reads a ring the kernel mapped and a ring a
+// test built in ordinary memory.
+type perfRing struct {
+	cpu     int
+	head    *uint64 // data_head: written by the kernel
+	tail    *uint64 // data_tail: written by us, read by the kernel
+	data    []byte
+	mask    uint64
+	scratch []byte // reassembles a record that wraps the end of data
+}
+
+// newPerfRing checks the geometry of a ring whose metadata page is meta and
+// whose data area is data, and prepares to read it.
+func newPerfRing(cpu int, meta, data []byte) (*perfRing, error) {
+	if len(meta) < perfMetaMin || !aligned8(meta) {
+		return nil, fmt.Errorf("ringbuf: perf metadata page of %d bytes: %w", len(meta), unix.EINVAL)
+	}
+	size := uint64(len(data))
+	if !isPow2(size) || size < perfHeaderSize || !aligned8(data) {
+		return nil, fmt.Errorf("ringbuf: perf data area of %d bytes: %w", size, unix.EINVAL)
+	}
+	// Kernels since 4.1 describe the data area; one that disagrees with the
+	// mapping we made would have us read the wrong memory.
+	if off, sz := *u64At(meta, perfOffDataOffset), *u64At(meta, perfOffDataSize); sz != 0 && (off != uint64(len(meta)) || sz != size) {
+		return nil, fmt.Errorf("ringbuf: kernel reports perf data at %d+%d, mapped at %d+%d: %w", off, sz, len(meta), size, unix.EINVAL)
+	}
+	return &perfRing{
+		cpu:     cpu,
+		head:    u64At(meta, perfOffDataHead),
+		tail:    u64At(meta, perfOffDataTail),
+		data:    data,
+		mask:    size - 1,
+		scratch: make([]byte, min(size, perfMaxRecord+1)),
+	}, nil
+}
+
+// consume delivers the records published between tail and head and then
+// stores the new tail once. It returns the number of samples delivered.
+func (r *perfRing) consume(h *Handler, c *perfCounters, g *guard) (int, error) {
+	head := loadAcquire(r.head)
+	tail := atomic.LoadUint64(r.tail)
+	if head == tail {
+		return 0, nil
+	}
+	// Positions only grow, so head-tail (modulo 2^64, like the kernel's
+	// own arithmetic) is what was published; a head behind the tail shows
+	// up as more than the ring holds.
+	size := uint64(len(r.data))
+	if avail := head - tail; avail > size || avail%8 != 0 || tail%8 != 0 {
+		err := corruptf("perf ring head %d, tail %d, size %d", head, tail, size)
+		return 0, r.resync(head, c, err)
+	}
+
+	var samples, lost, skipped uint64
+	defer func() {
+		// Deferred so a panicking handler still consumes what it was given:
+		// a redelivered batch would hit the same panic again.
+		storeRelease(r.tail, tail)
+		c.samples.Add(samples)
+		c.lost.Add(lost)
+		c.skipped.Add(skipped)
+	}()
+	for tail != head && !g.closed() {
+		// tail and size are multiples of 8, so a header never wraps.
+		off := tail & r.mask
+		hdr := readPerfHeader(r.data[off : off+perfHeaderSize])
+		if err := checkPerfRecord(hdr, head-tail); err != nil {
+			tail = head
+			return int(samples), r.countResync(c, err)
+		}
+		rec := r.record(off, hdr.size)
+		tail += hdr.size
+
+		switch hdr.typ {
+		case perfRecordSample:
+			raw, err := rawSample(rec)
+			if err != nil {
+				tail = head
+				return int(samples), r.countResync(c, err)
+			}
+			samples++
+			if h.Sample != nil {
+				h.Sample(r.cpu, raw)
+			}
+		case perfRecordLost:
+			n, err := lostCount(rec)
+			if err != nil {
+				tail = head
+				return int(samples), r.countResync(c, err)
+			}
+			lost += n
+			if h.Lost != nil {
+				h.Lost(r.cpu, n)
+			}
+		default:
+			skipped++
+		}
+	}
+	return int(samples), nil
+}
+
+// record returns the size bytes of the record at off, in place when they are
+// contiguous, else reassembled in the scratch buffer (the perf data area is
+// mapped once, so a record can straddle its end). size is at most the
+// ring's size and perfMaxRecord.
+func (r *perfRing) record(off, size uint64) []byte {
+	if end := off + size; end <= uint64(len(r.data)) {
+		return r.data[off:end:end]
+	}
+	n := copy(r.scratch, r.data[off:])
+	copy(r.scratch[n:size], r.data)
+	return r.scratch[:size:size]
+}
+
+// resync drops everything published by moving the tail to head.
+func (r *perfRing) resync(head uint64, c *perfCounters, err error) error {
+	storeRelease(r.tail, head)
+	return r.countResync(c, err)
+}
+
+func (r *perfRing) countResync(c *perfCounters, err error) error {
+	c.resyncs.Add(1)
+	return err
+}

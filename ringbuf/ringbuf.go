@@ -1,0 +1,285 @@
+//go:build linux
+
+package ringbuf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// RingStats counts what a RingReader has drained since it was created.
+type RingStats struct {
+	Records   uint64 // records delivered
+	Discarded uint64 // records the producer discarded, skipped and acknowledged
+	Resyncs   uint64 // times the ring was found corrupt and its contents dropped
+}
+
+// ringCounters backs RingStats; Consume adds to it once per batch.
+type ringCounters struct {
+	records, discarded, resyncs atomic.Uint64
+}
+
+// RingReader reads a BPF_MAP_TYPE_RINGBUF map, the multi-producer ring BPF
+// programs fill with bpf_ringbuf_output or bpf_ringbuf_reserve/submit.
+// Consume and Poll must not run concurrently with each other; Fd, Size,
+// Available, Stats and Close may be called from any goroutine.
+type RingReader struct {
+	g     guard
+	mapFD int // our duplicate of the caller's map descriptor
+	ep    *epollSet
+	ring  *bpfRing
+	cons  []byte // consumer page, read-write
+	prod  []byte // producer page and the data area mapped twice, read-only
+	size  int
+	stats ringCounters
+}
+
+// NewRingReader maps the BPF_MAP_TYPE_RINGBUF mapFD: the consumer page
+// read-write, the producer page and the data read-only. The kernel maps the
+// data area twice in a row, so a record that wraps the end of the ring is
+// still contiguous and is delivered without a copy. The reader keeps its own
+// duplicate of mapFD. A map of another type is an error wrapping unix.EINVAL.
+func NewRingReader(mapFD int) (*RingReader, error) {
+	info, err := mapInfo(mapFD)
+	if err != nil {
+		return nil, fmt.Errorf("ringbuf: ring buffer map: %w", err)
+	}
+	if info.typ != unix.BPF_MAP_TYPE_RINGBUF {
+		return nil, fmt.Errorf("ringbuf: map type %d is not BPF_MAP_TYPE_RINGBUF: %w", info.typ, unix.EINVAL)
+	}
+	pageSize := os.Getpagesize()
+	size := int(info.maxEntries)
+	if !isPow2(uint64(size)) || size%pageSize != 0 {
+		return nil, fmt.Errorf("ringbuf: ring buffer of %d bytes: %w", size, unix.EINVAL)
+	}
+
+	r := &RingReader{mapFD: -1, size: size}
+	if r.mapFD, err = dupFD(mapFD); err != nil {
+		return nil, fmt.Errorf("ringbuf: %w", err)
+	}
+	if err := r.setup(pageSize, size); err != nil {
+		r.release()
+		return nil, fmt.Errorf("ringbuf: %w", err)
+	}
+	return r, nil
+}
+
+func (r *RingReader) setup(pageSize, size int) error {
+	var err error
+	if r.cons, err = mmapShared(r.mapFD, 0, pageSize, unix.PROT_READ|unix.PROT_WRITE); err != nil {
+		return err
+	}
+	if r.prod, err = mmapShared(r.mapFD, int64(pageSize), pageSize+2*size, unix.PROT_READ); err != nil {
+		return err
+	}
+	if r.ring, err = newBPFRing(r.cons, r.prod[:pageSize], r.prod[pageSize:]); err != nil {
+		return err
+	}
+	if r.ep, err = newEpollSet(1); err != nil {
+		return err
+	}
+	return r.ep.add(r.mapFD, 0)
+}
+
+// Fd returns the descriptor to watch for input (level-triggered): an epoll
+// instance over the ring buffer map, readable while the ring holds data. It
+// returns -1 after Close.
+func (r *RingReader) Fd() int {
+	if r.g.closed() {
+		return -1
+	}
+	return r.ep.epfd
+}
+
+// Size returns the size of the ring's data area in bytes.
+func (r *RingReader) Size() int { return r.size }
+
+// Available returns the number of bytes the producers have reserved and the
+// reader has not consumed yet, headers and padding included (a record of n
+// bytes takes n+8 rounded up to a multiple of 8). It returns 0 after Close.
+func (r *RingReader) Available() int {
+	if err := r.g.enterShared(); err != nil {
+		return 0
+	}
+	n := r.ring.available()
+	if r.g.exitShared() {
+		// Close ran meanwhile and left the release to us; nobody is
+		// waiting for its error.
+		_ = r.release()
+	}
+	return int(n)
+}
+
+// Consume delivers, in order, the records committed when it starts, stopping
+// at the first record a producer has reserved but not yet committed (the
+// ring stays readable, so the next Poll comes back for it). Discarded
+// records are skipped and acknowledged. The consumer position is stored once
+// for the whole batch. data points into the ring and is valid only until fn
+// returns. It returns the number of records delivered; a corrupt ring is
+// resynchronised and reported with an error wrapping ErrCorrupt. Consume
+// allocates nothing.
+func (r *RingReader) Consume(fn func(data []byte)) (int, error) {
+	if err := r.g.enter("consume"); err != nil {
+		return 0, err
+	}
+	n, err := r.ring.consume(fn, &r.stats, &r.g)
+	return n, r.leave(err)
+}
+
+// Poll waits up to timeout (forever if negative, not at all if zero) for the
+// ring to hold data, then drains as Consume does. It returns 0 and no error
+// when the timeout passes. A Close from another goroutine wakes a blocked
+// Poll, which then returns an error wrapping os.ErrClosed.
+func (r *RingReader) Poll(timeout time.Duration, fn func(data []byte)) (int, error) {
+	if err := r.g.enter("poll"); err != nil {
+		return 0, err
+	}
+	ready, err := r.ep.wait(timeout)
+	n := 0
+	if err == nil && ready && !r.g.closed() {
+		n, err = r.ring.consume(fn, &r.stats, &r.g)
+	}
+	return n, r.leave(err)
+}
+
+func (r *RingReader) leave(err error) error {
+	if r.g.exit() {
+		return errors.Join(err, fmt.Errorf("ringbuf: reader closed during the call: %w", os.ErrClosed), r.release())
+	}
+	return err
+}
+
+// Stats returns the reader's counters. It may be called from any goroutine,
+// also after Close.
+func (r *RingReader) Stats() RingStats {
+	return RingStats{
+		Records:   r.stats.records.Load(),
+		Discarded: r.stats.discarded.Load(),
+		Resyncs:   r.stats.resyncs.Load(),
+	}
+}
+
+// Close unmaps the ring and closes every descriptor the reader opened. If a
+// Consume or Poll is running on another goroutine (or Close is called from
+// the callback), Close wakes it and the running call releases everything
+// before it returns. A second Close returns an error wrapping os.ErrClosed.
+func (r *RingReader) Close() error {
+	now, err := r.g.close()
+	if err != nil {
+		return err
+	}
+	if !now {
+		return r.ep.wake()
+	}
+	return r.release()
+}
+
+func (r *RingReader) release() error {
+	errs := []error{munmap(r.prod), munmap(r.cons)}
+	r.prod, r.cons = nil, nil
+	if r.ep != nil {
+		errs = append(errs, r.ep.close())
+	}
+	errs = append(errs, closeFD(r.mapFD))
+	return errors.Join(errs...)
+}
+
+// bpfRing is the consumer's view of a BPF ring buffer: consumer_pos,
+// producer_pos and the data area followed by its mirror. The same type reads
+// a ring the kernel mapped and a ring a test built in ordinary memory.
+type bpfRing struct {
+	cons *uint64 // consumer_pos: written by us, read by producers
+	prod *uint64 // producer_pos: written by producers
+	data []byte  // 2*size bytes; data[size:] mirrors data[:size]
+	mask uint64
+}
+
+// newBPFRing checks the geometry of a ring and prepares to read it. data is
+// the double mapping, twice the ring's size.
+func newBPFRing(consPage, prodPage, data []byte) (*bpfRing, error) {
+	if len(consPage) < 8 || len(prodPage) < 8 || !aligned8(consPage) || !aligned8(prodPage) {
+		return nil, fmt.Errorf("ringbuf: ring buffer position pages: %w", unix.EINVAL)
+	}
+	size := uint64(len(data) / 2)
+	if !isPow2(size) || size < ringHeaderSize || uint64(len(data)) != 2*size || !aligned8(data) {
+		return nil, fmt.Errorf("ringbuf: ring buffer data area of %d bytes: %w", len(data), unix.EINVAL)
+	}
+	return &bpfRing{
+		cons: u64At(consPage, 0),
+		prod: u64At(prodPage, 0),
+		data: data,
+		mask: size - 1,
+	}, nil
+}
+
+// available is producer_pos - consumer_pos, or 0 when the positions are
+// inconsistent (more than the ring holds, or the producer behind).
+func (r *bpfRing) available() uint64 {
+	cons := atomic.LoadUint64(r.cons)
+	prod := loadAcquire(r.prod)
+	if d := prod - cons; d <= r.mask+1 {
+		return d
+	}
+	return 0
+}
+
+// consume delivers the committed records between consumer_pos and the
+// producer_pos read at its start, then stores consumer_pos once.
+func (r *bpfRing) consume(fn func([]byte), c *ringCounters, g *guard) (int, error) {
+	cons := atomic.LoadUint64(r.cons)
+	prod := loadAcquire(r.prod)
+	if cons == prod {
+		return 0, nil
+	}
+	// As for perf rings, prod-cons modulo 2^64 is what was reserved; a
+	// producer behind the consumer shows up as more than the ring holds.
+	size := r.mask + 1
+	if prod-cons > size || cons%8 != 0 {
+		storeRelease(r.cons, prod)
+		c.resyncs.Add(1)
+		return 0, corruptf("ring buffer consumer %d, producer %d, size %d", cons, prod, size)
+	}
+
+	start := cons
+	var records, discarded uint64
+	defer func() {
+		// Deferred so a panicking callback still consumes what it was
+		// given: a redelivered batch would hit the same panic again.
+		if cons != start {
+			storeRelease(r.cons, cons)
+		}
+		c.records.Add(records)
+		c.discarded.Add(discarded)
+	}()
+	for cons != prod && !g.closed() {
+		// cons and size are multiples of 8, so off+8 <= size and the
+		// header word is 4-byte aligned.
+		off := cons & r.mask
+		hdr := atomic.LoadUint32(u32At(r.data, off))
+		if hdr&ringBusyBit != 0 {
+			break // reserved but not committed yet; the commit wakes us
+		}
+		n, total := ringRecordSize(hdr)
+		if total > prod-cons {
+			cons = prod
+			c.resyncs.Add(1)
+			return int(records), corruptf("ring buffer record of %d bytes exceeds the %d bytes reserved", n, prod-cons)
+		}
+		// total <= size and off < size, so the record ends within the
+		// double mapping: off+8+n <= off+total < 2*size.
+		cons += total
+		if hdr&ringDiscardBit != 0 {
+			discarded++
+			continue
+		}
+		records++
+		end := off + ringHeaderSize + n
+		fn(r.data[off+ringHeaderSize : end : end])
+	}
+	return int(records), nil
+}

@@ -1,0 +1,286 @@
+package ringbuf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// bpfPtr is a __aligned_u64 pointer field of union bpf_attr. Keeping it an
+// unsafe.Pointer (rather than a uintptr) lets the garbage collector and stack
+// copying see the referent while the syscall runs.
+type bpfPtr struct {
+	p unsafe.Pointer
+	_ [8 - unsafe.Sizeof(uintptr(0))]byte
+}
+
+// bpfMapElemAttr is the BPF_MAP_*_ELEM variant of union bpf_attr.
+type bpfMapElemAttr struct {
+	mapFD uint32
+	_     uint32
+	key   bpfPtr
+	value bpfPtr
+	flags uint64
+}
+
+// bpfInfoAttr is the BPF_OBJ_GET_INFO_BY_FD variant of union bpf_attr.
+type bpfInfoAttr struct {
+	fd      uint32
+	infoLen uint32
+	info    bpfPtr
+}
+
+// bpfMapInfo is the leading part of struct bpf_map_info; the kernel copies
+// no more than infoLen bytes, so the tail we do not need can be left off.
+type bpfMapInfo struct {
+	typ        uint32
+	id         uint32
+	keySize    uint32
+	valueSize  uint32
+	maxEntries uint32
+	mapFlags   uint32
+}
+
+func bpfCall(cmd uintptr, attr unsafe.Pointer, size uintptr) error {
+	_, _, errno := unix.Syscall(unix.SYS_BPF, cmd, uintptr(attr), size)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// mapInfo returns the type and geometry of the BPF map behind fd.
+func mapInfo(fd int) (bpfMapInfo, error) {
+	var info bpfMapInfo
+	attr := bpfInfoAttr{
+		fd:      uint32(fd),
+		infoLen: uint32(unsafe.Sizeof(info)),
+		info:    bpfPtr{p: unsafe.Pointer(&info)},
+	}
+	if err := bpfCall(unix.BPF_OBJ_GET_INFO_BY_FD, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err != nil {
+		return info, os.NewSyscallError("bpf(BPF_OBJ_GET_INFO_BY_FD)", err)
+	}
+	return info, nil
+}
+
+// mapUpdateU32 stores value at key in a map with 4-byte keys and values.
+func mapUpdateU32(mapFD int, key, value uint32) error {
+	attr := bpfMapElemAttr{
+		mapFD: uint32(mapFD),
+		key:   bpfPtr{p: unsafe.Pointer(&key)},
+		value: bpfPtr{p: unsafe.Pointer(&value)},
+		flags: unix.BPF_ANY,
+	}
+	if err := bpfCall(unix.BPF_MAP_UPDATE_ELEM, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err != nil {
+		return os.NewSyscallError("bpf(BPF_MAP_UPDATE_ELEM)", err)
+	}
+	return nil
+}
+
+// mapDeleteU32 removes key from a map with 4-byte keys.
+func mapDeleteU32(mapFD int, key uint32) error {
+	attr := bpfMapElemAttr{
+		mapFD: uint32(mapFD),
+		key:   bpfPtr{p: unsafe.Pointer(&key)},
+	}
+	if err := bpfCall(unix.BPF_MAP_DELETE_ELEM, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err != nil {
+		return os.NewSyscallError("bpf(BPF_MAP_DELETE_ELEM)", err)
+	}
+	return nil
+}
+
+// openBPFOutput opens a disabled PERF_COUNT_SW_BPF_OUTPUT event on cpu for
+// every process. wakeup is the number of records (or, with watermark, of
+// bytes) the kernel writes before it wakes the reader.
+func openBPFOutput(cpu int, wakeup uint32, watermark bool) (int, error) {
+	attr := unix.PerfEventAttr{
+		Type:        unix.PERF_TYPE_SOFTWARE,
+		Config:      unix.PERF_COUNT_SW_BPF_OUTPUT,
+		Sample:      1,
+		Sample_type: unix.PERF_SAMPLE_RAW,
+		Bits:        unix.PerfBitDisabled,
+		Wakeup:      wakeup,
+	}
+	attr.Size = uint32(unsafe.Sizeof(attr))
+	if watermark {
+		attr.Bits |= unix.PerfBitWatermark
+	}
+	fd, err := unix.PerfEventOpen(&attr, -1, cpu, -1, unix.PERF_FLAG_FD_CLOEXEC)
+	if err != nil {
+		return -1, os.NewSyscallError("perf_event_open", err)
+	}
+	return fd, nil
+}
+
+// perfEnable starts an event opened by openBPFOutput.
+func perfEnable(fd int) error {
+	if err := unix.IoctlSetInt(fd, unix.PERF_EVENT_IOC_ENABLE, 0); err != nil {
+		return os.NewSyscallError("ioctl(PERF_EVENT_IOC_ENABLE)", err)
+	}
+	return nil
+}
+
+// mmapShared maps length bytes of fd at offset.
+func mmapShared(fd int, offset int64, length int, prot int) ([]byte, error) {
+	b, err := unix.Mmap(fd, offset, length, prot, unix.MAP_SHARED)
+	if err != nil {
+		return nil, os.NewSyscallError("mmap", err)
+	}
+	return b, nil
+}
+
+// munmap releases a mapping made by mmapShared; nil is a no-op.
+func munmap(b []byte) error {
+	if b == nil {
+		return nil
+	}
+	return os.NewSyscallError("munmap", unix.Munmap(b))
+}
+
+// dupFD takes the reader's own reference to a caller's descriptor, so the
+// caller may close theirs and a reused descriptor number can never be
+// mistaken for the map.
+func dupFD(fd int) (int, error) {
+	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("fcntl(F_DUPFD_CLOEXEC)", err)
+	}
+	return nfd, nil
+}
+
+func closeFD(fd int) error {
+	if fd < 0 {
+		return nil
+	}
+	return os.NewSyscallError("close", unix.Close(fd))
+}
+
+// epollSet is a reader's own epoll instance: the descriptor a user's loop
+// watches, the kernel objects that make it readable, and an eventfd that
+// Close writes to wake a blocked Poll.
+type epollSet struct {
+	epfd   int
+	wakefd int
+	events []unix.EpollEvent
+}
+
+// wakeToken marks the wake eventfd in epoll_event.data; ring tokens are
+// small non-negative indexes.
+const wakeToken = -1
+
+func newEpollSet(n int) (*epollSet, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("eventfd2", err)
+	}
+	e := &epollSet{epfd: epfd, wakefd: wakefd, events: make([]unix.EpollEvent, n+1)}
+	if err := e.add(wakefd, wakeToken); err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// add watches fd for input, level-triggered, under token.
+func (e *epollSet) add(fd int, token int32) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: token}
+	if err := unix.EpollCtl(e.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	return nil
+}
+
+// wait blocks until a watched object is readable or timeout passes (forever
+// when timeout < 0). It reports whether anything is readable; EINTR is
+// retried with the time left.
+func (e *epollSet) wait(timeout time.Duration) (bool, error) {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	for {
+		n, err := unix.EpollWait(e.epfd, e.events, epollMillis(timeout))
+		if err == nil {
+			return n > 0, nil
+		}
+		if !errors.Is(err, unix.EINTR) {
+			return false, os.NewSyscallError("epoll_wait", err)
+		}
+		if timeout > 0 {
+			if timeout = time.Until(deadline); timeout <= 0 {
+				return false, nil
+			}
+		}
+	}
+}
+
+// epollMillis converts a timeout to epoll_wait's milliseconds, rounding up
+// so a short positive timeout does not turn into a non-blocking poll.
+func epollMillis(d time.Duration) int {
+	switch {
+	case d < 0:
+		return -1
+	case d == 0:
+		return 0
+	}
+	ms := (d + time.Millisecond - 1) / time.Millisecond
+	if ms > 1<<31-1 {
+		return 1<<31 - 1
+	}
+	return int(ms)
+}
+
+// wake makes the set readable for good, so a Poll blocked in wait returns.
+func (e *epollSet) wake() error {
+	var one = [8]byte{1}
+	if _, err := unix.Write(e.wakefd, one[:]); err != nil && !errors.Is(err, unix.EAGAIN) {
+		return os.NewSyscallError("write(eventfd)", err)
+	}
+	return nil
+}
+
+func (e *epollSet) close() error {
+	return errors.Join(closeFD(e.wakefd), closeFD(e.epfd))
+}
+
+// onlineCPUs reads the kernel's list of online CPUs.
+func onlineCPUs() ([]int, error) {
+	b, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		return nil, fmt.Errorf("ringbuf: online CPUs: %w", err)
+	}
+	return parseCPUList(strings.TrimSpace(string(b)))
+}
+
+// parseCPUList parses the kernel's cpulist format, e.g. "0-3,5,7-8".
+func parseCPUList(s string) ([]int, error) {
+	var cpus []int
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		first, err := strconv.Atoi(lo)
+		if err != nil || first < 0 {
+			return nil, fmt.Errorf("ringbuf: bad CPU list %q: %w", s, unix.EINVAL)
+		}
+		last := first
+		if isRange {
+			if last, err = strconv.Atoi(hi); err != nil || last < first {
+				return nil, fmt.Errorf("ringbuf: bad CPU list %q: %w", s, unix.EINVAL)
+			}
+		}
+		for c := first; c <= last; c++ {
+			cpus = append(cpus, c)
+		}
+	}
+	return cpus, nil
+}
