@@ -1,0 +1,13 @@
+// Package bench holds side-by-side benchmarks of eventpipe against the
+// obvious alternative for each job: a buffered channel for posting tasks, a
+// channel send and a bare eventfd ping-pong for wakeup latency,
+// time.AfterFunc for timers, and cilium/ebpf's readers for perf event rings
+// and BPF ring buffers.
+//
+// It is a module of its own so that the peers it imports never reach the
+// library's go.mod. Each pair runs in one process on the same work, and each
+// benchmark checks what it measured (tasks run, records delivered, timers
+// fired) and fails on a mismatch, so a fast wrong answer cannot pass.
+//
+// The figures, and the commands that produced them, are in RESULTS.md.
+package bench
