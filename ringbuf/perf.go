@@ -167,11 +167,15 @@ func NewPerfReader(mapFD int, opts PerfOptions) (*PerfReader, error) {
 	return r, nil
 }
 
+// openEvent opens a CPU's perf event; tests replace it to make a CPU answer
+// ENODEV, as one going offline does.
+var openEvent = openBPFOutput
+
 // openCPU sets up one CPU's event, ring, epoll registration and map slot.
 // Whatever it acquired is recorded in r before the next step, so release
 // undoes a partial setup.
 func (r *PerfReader) openCPU(cpu, pages int, wakeup uint32, watermark bool) error {
-	fd, err := openBPFOutput(cpu, wakeup, watermark)
+	fd, err := openEvent(cpu, wakeup, watermark)
 	if err != nil {
 		return err
 	}

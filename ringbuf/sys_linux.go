@@ -12,20 +12,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// bpfPtr is a __aligned_u64 pointer field of union bpf_attr. Keeping it an
-// unsafe.Pointer (rather than a uintptr) lets the garbage collector and stack
-// copying see the referent while the syscall runs.
-type bpfPtr struct {
-	p unsafe.Pointer
-	_ [8 - unsafe.Sizeof(uintptr(0))]byte
-}
+// ptrPad widens an unsafe.Pointer field to the __aligned_u64 union bpf_attr
+// uses for pointers, on 32-bit (little-endian) platforms; it is empty on
+// 64-bit ones. Pointer fields stay unsafe.Pointer, rather than uintptr, so
+// the garbage collector and stack copying see the referent while the
+// syscall runs.
+type ptrPad [8 - unsafe.Sizeof(uintptr(0))]byte
 
 // bpfMapElemAttr is the BPF_MAP_*_ELEM variant of union bpf_attr.
 type bpfMapElemAttr struct {
 	mapFD uint32
 	_     uint32
-	key   bpfPtr
-	value bpfPtr
+	key   unsafe.Pointer
+	_     ptrPad
+	value unsafe.Pointer
+	_     ptrPad
 	flags uint64
 }
 
@@ -33,8 +34,15 @@ type bpfMapElemAttr struct {
 type bpfInfoAttr struct {
 	fd      uint32
 	infoLen uint32
-	info    bpfPtr
+	info    unsafe.Pointer
+	_       ptrPad
 }
+
+// bpfInfoAttrSize is the size passed for a bpfInfoAttr. Not unsafe.Sizeof:
+// a struct ending in a zero-size field (ptrPad on 64-bit) is padded, the
+// padding's content is unspecified, and the kernel rejects an attribute
+// with non-zero bytes past the fields the command uses.
+const bpfInfoAttrSize = 16
 
 // bpfMapInfo is the leading part of struct bpf_map_info; the kernel copies
 // no more than infoLen bytes, so the tail we do not need can be left off.
@@ -58,12 +66,21 @@ func bpfCall(cmd uintptr, attr unsafe.Pointer, size uintptr) error {
 // mapInfo returns the type and geometry of the BPF map behind fd.
 func mapInfo(fd int) (bpfMapInfo, error) {
 	var info bpfMapInfo
+	if fd < 0 {
+		return info, fmt.Errorf("map descriptor %d: %w", fd, unix.EBADF)
+	}
 	attr := bpfInfoAttr{
 		fd:      uint32(fd),
 		infoLen: uint32(unsafe.Sizeof(info)),
-		info:    bpfPtr{p: unsafe.Pointer(&info)},
+		info:    unsafe.Pointer(&info),
 	}
-	if err := bpfCall(unix.BPF_OBJ_GET_INFO_BY_FD, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err != nil {
+	err := bpfCall(unix.BPF_OBJ_GET_INFO_BY_FD, unsafe.Pointer(&attr), bpfInfoAttrSize)
+	if errors.Is(err, unix.EBADFD) {
+		// The kernel says EBADFD for a descriptor that is not open here;
+		// callers test for EBADF, so the error matches both.
+		return info, fmt.Errorf("bpf(BPF_OBJ_GET_INFO_BY_FD): %w (%w)", unix.EBADF, err)
+	}
+	if err != nil {
 		return info, os.NewSyscallError("bpf(BPF_OBJ_GET_INFO_BY_FD)", err)
 	}
 	return info, nil
@@ -73,8 +90,8 @@ func mapInfo(fd int) (bpfMapInfo, error) {
 func mapUpdateU32(mapFD int, key, value uint32) error {
 	attr := bpfMapElemAttr{
 		mapFD: uint32(mapFD),
-		key:   bpfPtr{p: unsafe.Pointer(&key)},
-		value: bpfPtr{p: unsafe.Pointer(&value)},
+		key:   unsafe.Pointer(&key),
+		value: unsafe.Pointer(&value),
 		flags: unix.BPF_ANY,
 	}
 	if err := bpfCall(unix.BPF_MAP_UPDATE_ELEM, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err != nil {
@@ -87,7 +104,7 @@ func mapUpdateU32(mapFD int, key, value uint32) error {
 func mapDeleteU32(mapFD int, key uint32) error {
 	attr := bpfMapElemAttr{
 		mapFD: uint32(mapFD),
-		key:   bpfPtr{p: unsafe.Pointer(&key)},
+		key:   unsafe.Pointer(&key),
 	}
 	if err := bpfCall(unix.BPF_MAP_DELETE_ELEM, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err != nil {
 		return os.NewSyscallError("bpf(BPF_MAP_DELETE_ELEM)", err)
