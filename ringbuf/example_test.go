@@ -1,0 +1,91 @@
+package ringbuf_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log"
+
+	"github.com/eventpipe/eventpipe/ringbuf"
+)
+
+// A BPF program prefixes each record with a little-endian category; the
+// Dispatcher hands the rest to the handler registered for it.
+func Example_dispatcher() {
+	d := ringbuf.NewDispatcher()
+	exec := d.Register(func(cpu int, payload []byte) {
+		fmt.Printf("exec on CPU %d: %s\n", cpu, payload)
+	})
+	exit := d.Register(func(cpu int, payload []byte) {
+		fmt.Printf("exit on CPU %d: code %d\n", cpu, binary.LittleEndian.Uint32(payload))
+	})
+
+	rec := func(cat uint32, payload []byte) []byte {
+		return append(binary.LittleEndian.AppendUint32(nil, cat), payload...)
+	}
+	_ = d.Dispatch(0, rec(exec, []byte("/bin/true")))
+	_ = d.Dispatch(1, rec(exit, binary.LittleEndian.AppendUint32(nil, 3)))
+
+	err := d.Dispatch(1, rec(7, nil))
+	fmt.Println(errors.Is(err, ringbuf.ErrUnknownCategory), err)
+	err = d.Dispatch(1, []byte{1, 0})
+	fmt.Println(errors.Is(err, ringbuf.ErrShortRecord), err)
+	fmt.Printf("%+v\n", d.Stats())
+	// Output:
+	// exec on CPU 0: /bin/true
+	// exit on CPU 1: code 3
+	// true ringbuf: unknown record category: 7 (2 registered)
+	// true ringbuf: record shorter than its category: 2 bytes
+	// {Dispatched:2 Short:1 Unknown:1}
+}
+
+// Reading the perf event array a BPF program writes to with
+// bpf_perf_event_output(ctx, &events, BPF_F_CURRENT_CPU, ...). mapFD comes
+// from whatever loaded the program, for instance cilium/ebpf's
+// coll.Maps["events"].FD().
+func ExampleNewPerfReader() {
+	var mapFD int // the BPF_MAP_TYPE_PERF_EVENT_ARRAY's descriptor
+
+	r, err := ringbuf.NewPerfReader(mapFD, ringbuf.PerfOptions{PagesPerCPU: 16})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+
+	d := ringbuf.NewDispatcher()
+	d.Register(func(cpu int, payload []byte) {
+		fmt.Printf("CPU %d: %x\n", cpu, payload) // payload is only valid here
+	})
+	h := ringbuf.Handler{
+		Sample: d.Sample,
+		Lost:   func(cpu int, n uint64) { log.Printf("CPU %d: %d records lost", cpu, n) },
+	}
+	for {
+		// Or watch r.Fd() in an event loop and call r.Consume(h).
+		if _, err := r.Poll(-1, h); err != nil {
+			log.Print(err)
+			return
+		}
+	}
+}
+
+// Reading a BPF ring buffer (BPF_MAP_TYPE_RINGBUF) a program fills with
+// bpf_ringbuf_output or bpf_ringbuf_reserve/submit.
+func ExampleNewRingReader() {
+	var mapFD int // the BPF_MAP_TYPE_RINGBUF's descriptor, e.g. from cilium/ebpf's Map.FD()
+
+	r, err := ringbuf.NewRingReader(mapFD)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+	fmt.Printf("%d of %d bytes pending\n", r.Available(), r.Size())
+	for {
+		if _, err := r.Poll(-1, func(data []byte) {
+			fmt.Printf("%x\n", data) // data points into the ring: copy to keep it
+		}); err != nil {
+			log.Print(err)
+			return
+		}
+	}
+}
