@@ -411,3 +411,73 @@ func BenchmarkRingConsume(b *testing.B) {
 		})
 	}
 }
+
+// TestRingReaderConcurrentClose runs Poll on one goroutine and Available on
+// another while records stream in, then closes the reader from a third:
+// under the race detector, and with the leak check, nothing may touch the
+// mapping after it is gone or leave it behind.
+func TestRingReaderConcurrentClose(t *testing.T) {
+	m := newRingMap(t, 1<<14)
+	before := leakcheck.Take()
+	r, err := NewRingReader(m.FD())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := bpftest.NewRingProducer(m, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 2000
+	seen := make(chan int, 1)
+	polled := make(chan error, 1)
+	go func() {
+		got := 0
+		for {
+			_, err := r.Poll(-1, func([]byte) {
+				if got++; got == total {
+					seen <- got
+				}
+			})
+			if err != nil {
+				polled <- err
+				return
+			}
+		}
+	}()
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				if a := r.Available(); a < 0 || a > r.Size() {
+					t.Errorf("Available() = %d", a)
+				}
+			}
+		}
+	}()
+	buf := make([]byte, 32)
+	for sent := 0; sent < total; {
+		ok, err := p.TryEmit(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			sent++
+		}
+	}
+	<-seen
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-polled; !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Poll ended with %v", err)
+	}
+	close(stop)
+	<-watched
+	p.Close()
+	before.Check(t)
+}
