@@ -15,6 +15,14 @@ func (l *Loop) runClosing() {
 	}
 	l.closingRun, l.closing = l.closing, l.closingRun[:0]
 	for i, h := range l.closingRun {
+		if l.panicErr != nil {
+			// Ending the run on a panic: the rest close next time, in
+			// the same order and ahead of handles closed since.
+			rest := append(l.closingRun[i:len(l.closingRun):len(l.closingRun)], l.closing...)
+			clear(l.closingRun[i:])
+			l.closing = rest
+			break
+		}
 		l.closingRun[i] = nil
 		h.closed = true
 		l.handles.remove(h)
@@ -34,9 +42,9 @@ func (l *Loop) runClosing() {
 // either run or fail with os.ErrClosed; none is lost.
 //
 // Close must not be called while the loop runs (it returns an error wrapping
-// EBUSY). A second Close returns an error wrapping os.ErrClosed. If a
-// callback run by Close panics and no panic handler is set, Close finishes
-// its work and then returns the first *PanicError.
+// EBUSY). A second Close returns an error wrapping os.ErrClosed. If
+// callbacks run by Close panic and no panic handler is set, Close finishes
+// its work and then returns their *PanicErrors (joined).
 func (l *Loop) Close() error {
 	if l.running.Load() {
 		return fmt.Errorf("loop: close: loop is running: %w", unix.EBUSY)
@@ -45,6 +53,7 @@ func (l *Loop) Close() error {
 		return errClosed
 	}
 	l.panicErr = nil
+	var panics []error
 
 	// Tasks and completions may start handles or post more, so settle
 	// until nothing is open, queued or closing.
@@ -62,6 +71,16 @@ func (l *Loop) Close() error {
 			closeAll()
 			l.drainQueue()
 			l.runClosing()
+			if l.panicErr != nil {
+				// Keep going: Close finishes its work, then reports.
+				panics = append(panics, l.panicErr)
+				l.panicErr = nil
+				continue
+			}
+			if l.evNext < l.evN {
+				l.dispatch() // left by a run a panic ended
+				continue
+			}
 			if l.handles.n == 0 && l.queue.Len() == 0 && len(l.closing) == 0 {
 				return
 			}
@@ -74,8 +93,5 @@ func (l *Loop) Close() error {
 	settle() // posts accepted while the queue was closing
 	perr := l.poller.Close()
 
-	if l.panicErr != nil {
-		return l.panicErr
-	}
-	return errors.Join(qerr, perr)
+	return errors.Join(append(panics, qerr, perr)...)
 }

@@ -38,7 +38,11 @@
 //
 // A callback that panics does not leave the loop inconsistent. With
 // WithPanicHandler the handler receives the value and the loop goes on.
-// Without one, the phase that was running completes, and Run returns a
-// *PanicError holding the value and the stack of the panic; the loop can be
-// run again.
+// Without one, the run ends at once and returns a *PanicError holding the
+// value and the stack of the panic. Nothing the run had not reached is lost:
+// timers that were due stay due, tasks posted behind the panicking one stay
+// queued, io events already collected are dispatched first, and pending close
+// callbacks keep their order; the next run picks them up. A panic in a
+// QueueWork function, which runs on a worker, becomes the error its done
+// callback receives.
 package loop

@@ -88,7 +88,7 @@ func (l *Loop) runHooks(list *hookList) {
 	l.hookScratch = append(l.hookScratch[:0], list.hooks...)
 	for i, h := range l.hookScratch {
 		l.hookScratch[i] = nil
-		if h.active && h.seq <= limit {
+		if h.active && h.seq <= limit && l.panicErr == nil {
 			l.call(h.cb)
 		}
 	}

@@ -49,6 +49,8 @@ type Loop struct {
 	poller *poller.Poller
 	queue  *async.Queue
 	events []poller.Event
+	evNext int // next event of the batch to dispatch
+	evN    int // events in the batch
 
 	base time.Time // the zero of the loop's clock
 	now  int64     // cached loop time: nanoseconds since base
@@ -217,10 +219,16 @@ func (l *Loop) run(mode runMode) (alive bool, err error) {
 		l.UpdateTime()
 		l.runTimers()
 	}
+	// A panic (with no handler) ends the run at once; every phase leaves
+	// what it had not reached yet in place for the next run.
 	for alive && !l.stopping() && l.panicErr == nil {
 		canSleep := l.idle.n == 0
-		l.runHooks(&l.idle)
-		l.runHooks(&l.prepare)
+		if l.runHooks(&l.idle); l.panicErr != nil {
+			break
+		}
+		if l.runHooks(&l.prepare); l.panicErr != nil {
+			break
+		}
 		timeout := time.Duration(0)
 		if (mode == modeOnce && canSleep) || mode == modeDefault {
 			timeout = l.BackendTimeout()
@@ -228,10 +236,19 @@ func (l *Loop) run(mode runMode) (alive bool, err error) {
 		if err := l.poll(timeout); err != nil {
 			return l.Alive(), err
 		}
-		l.runHooks(&l.check)
-		l.runClosing()
+		if l.panicErr != nil {
+			break
+		}
+		if l.runHooks(&l.check); l.panicErr != nil {
+			break
+		}
+		if l.runClosing(); l.panicErr != nil {
+			break
+		}
 		l.UpdateTime()
-		l.runTimers()
+		if l.runTimers(); l.panicErr != nil {
+			break
+		}
 		alive = l.Alive()
 		if mode != modeDefault {
 			break
@@ -239,7 +256,7 @@ func (l *Loop) run(mode runMode) (alive bool, err error) {
 	}
 	l.stopFlag.Store(false)
 	if l.panicErr != nil {
-		return alive, l.panicErr
+		return l.Alive(), l.panicErr
 	}
 	return alive, nil
 }
@@ -248,8 +265,14 @@ func (l *Loop) stopping() bool { return l.stopFlag.Load() || l.ctxDone.Load() }
 
 // poll waits for io up to timeout and dispatches what arrived: watcher
 // callbacks, and the task queue (posted tasks, async sends, work results).
+// Events left over by a run that a panic ended are dispatched first, in
+// place of a wait.
 func (l *Loop) poll(timeout time.Duration) error {
 	l.iterations.Add(1)
+	if l.evNext < l.evN {
+		l.dispatch()
+		return nil
+	}
 	n, err := l.poller.Wait(l.events, timeout)
 	// The wait may have been long: timers and watcher callbacks see the
 	// time of wakeup, as in libuv.
@@ -257,8 +280,15 @@ func (l *Loop) poll(timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	for i := range n {
-		ev := l.events[i]
+	l.evNext, l.evN = 0, n
+	l.dispatch()
+	return nil
+}
+
+func (l *Loop) dispatch() {
+	for l.evNext < l.evN && l.panicErr == nil {
+		ev := l.events[l.evNext]
+		l.evNext++
 		if ev.Token == queueToken {
 			l.drainQueue()
 			continue
@@ -277,16 +307,17 @@ func (l *Loop) poll(timeout time.Duration) error {
 		l.dispatched.Add(1)
 		l.callIO(w.cb, ev.Events)
 	}
-	return nil
 }
 
+// drainQueue runs the posted tasks. After a panic async.Queue keeps the rest
+// of the batch: with a handler the drain goes on, without one it ends so the
+// run can return.
 func (l *Loop) drainQueue() {
-	for !l.drainOnce() {
+	for !l.drainOnce() && l.panicErr == nil {
 	}
 }
 
-// drainOnce reports whether the queue drained without a panic; after one it
-// is called again, because async.Queue keeps the rest of the batch.
+// drainOnce reports whether the queue drained without a panic.
 func (l *Loop) drainOnce() (finished bool) {
 	defer l.catch()
 	l.queue.Drain()
@@ -330,7 +361,8 @@ func (l *Loop) Fd() int { return l.poller.Fd() }
 // when the loop has work to do now (idle hooks, closing handles, a stop
 // request, or nothing keeping it alive).
 func (l *Loop) BackendTimeout() time.Duration {
-	if l.stopping() || (l.activeRefs == 0 && l.activeReqs == 0) || l.idle.n > 0 || len(l.closing) > 0 {
+	if l.stopping() || (l.activeRefs == 0 && l.activeReqs == 0) || l.idle.n > 0 || len(l.closing) > 0 ||
+		l.evNext < l.evN {
 		return 0
 	}
 	t := l.timers.min()

@@ -140,6 +140,16 @@ func (l *Loop) runTimers() {
 	}
 	for i, t := range l.ready {
 		l.ready[i] = nil
+		if l.panicErr != nil {
+			// The run is ending on a panic: what has not fired yet is
+			// still due, and fires first in the next run.
+			if t.ready {
+				t.ready = false
+				l.timers.push(t)
+				t.setActive(true)
+			}
+			continue
+		}
 		if !t.ready {
 			continue // stopped by an earlier callback of this pass
 		}
