@@ -3,6 +3,7 @@ package loop
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,7 +19,9 @@ func (l *Loop) runClosing() {
 		if l.panicErr != nil {
 			// Ending the run on a panic: the rest close next time, in
 			// the same order and ahead of handles closed since.
-			rest := append(l.closingRun[i:len(l.closingRun):len(l.closingRun)], l.closing...)
+			// A fresh slice: with nothing closed since, an append would
+			// alias closingRun, and the clear below would wipe the rest.
+			rest := slices.Concat(l.closingRun[i:], l.closing)
 			clear(l.closingRun[i:])
 			l.closing = rest
 			break
