@@ -28,7 +28,7 @@ func (l *Loop) NewAsync(cb func()) (*Async, error) {
 	}
 	a := &Async{cb: cb}
 	a.fire = a.run
-	a.init(l, a.deactivate)
+	a.init(l, a)
 	a.setActive(true)
 	return a, nil
 }
@@ -70,3 +70,5 @@ func (a *Async) deactivate() {
 // Close stops the handle; later Sends fail, and a Send not yet delivered is
 // dropped. cb (if not nil) runs on the loop's next close phase.
 func (a *Async) Close(cb func()) { a.close(cb) }
+
+func (a *Async) stopHandle() { a.deactivate() }

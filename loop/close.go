@@ -28,7 +28,6 @@ func (l *Loop) runClosing() {
 		}
 		l.closingRun[i] = nil
 		h.closed = true
-		l.handles.remove(h)
 		if cb := h.closeCb; cb != nil {
 			h.closeCb = nil
 			l.call(cb)
@@ -59,7 +58,7 @@ func (l *Loop) Close() error {
 	var panics []error
 
 	// Tasks and completions may start handles or post more, so settle
-	// until nothing is open, queued or closing.
+	// until nothing is active, queued or closing.
 	closeAll := func() {
 		for h := l.handles.first(); h != nil && h != &l.handles.head; {
 			next := h.next

@@ -16,15 +16,20 @@ type handle struct {
 	closed  bool
 	closeCb func()
 
-	// registry links every open handle, so Loop.Close can close them all.
+	// The registry links the active handles, so Loop.Close can close them.
+	// An inactive handle is not linked: once the caller drops it (a fired
+	// AfterFunc timer, say), nothing of the loop's keeps it reachable.
 	prev, next *handle
-	stop       func() // the concrete type's Stop, run by close
+	owner      stopper // the concrete handle, stopped by close
 }
 
-func (h *handle) init(l *Loop, stop func()) {
+// stopper is implemented by each handle type; an interface holding the
+// pointer costs no allocation, unlike a stored method value.
+type stopper interface{ stopHandle() }
+
+func (h *handle) init(l *Loop, owner stopper) {
 	h.loop = l
-	h.stop = stop
-	l.handles.push(h)
+	h.owner = owner
 }
 
 func (h *handle) counts() bool { return h.active && !h.unref }
@@ -35,6 +40,11 @@ func (h *handle) setActive(on bool) {
 	}
 	before := h.counts()
 	h.active = on
+	if on {
+		h.loop.handles.push(h)
+	} else {
+		h.loop.handles.remove(h)
+	}
 	h.loop.adjust(before, h.counts())
 }
 
@@ -69,7 +79,7 @@ func (h *handle) close(cb func()) {
 	if h.closing {
 		return
 	}
-	h.stop()
+	h.owner.stopHandle()
 	h.closing = true
 	h.closeCb = cb
 	h.loop.closing = append(h.loop.closing, h)
@@ -82,7 +92,7 @@ func (h *handle) errIfClosing(what string) error {
 	return nil
 }
 
-// handleList is an intrusive doubly linked list of open handles.
+// handleList is an intrusive doubly linked list of active handles.
 type handleList struct {
 	head handle // sentinel
 	n    int
@@ -107,7 +117,7 @@ func (hl *handleList) remove(h *handle) {
 	hl.n--
 }
 
-// first returns the oldest open handle, or nil.
+// first returns the handle activated longest ago, or nil.
 func (hl *handleList) first() *handle {
 	if hl.n == 0 {
 		return nil

@@ -29,7 +29,7 @@ func (l *Loop) NewCheck(cb func()) *Hook { return l.newHook(&l.check, cb) }
 
 func (l *Loop) newHook(list *hookList, cb func()) *Hook {
 	h := &Hook{list: list, cb: cb}
-	h.init(l, h.Stop)
+	h.init(l, h)
 	return h
 }
 
@@ -93,3 +93,5 @@ func (l *Loop) runHooks(list *hookList) {
 		}
 	}
 }
+
+func (h *Hook) stopHandle() { h.Stop() }

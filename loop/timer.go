@@ -24,7 +24,7 @@ type Timer struct {
 // NewTimer creates a stopped timer that will run cb on the loop.
 func (l *Loop) NewTimer(cb func()) *Timer {
 	t := &Timer{cb: cb, index: -1}
-	t.init(l, t.Stop)
+	t.init(l, t)
 	return t
 }
 
@@ -161,3 +161,5 @@ func (l *Loop) runTimers() {
 	}
 	l.ready = l.ready[:0]
 }
+
+func (t *Timer) stopHandle() { t.Stop() }

@@ -1,10 +1,20 @@
 package loop
 
-// timerHeap is a binary min-heap of timers ordered by due time, then start
-// order. Each timer knows its index, so Stop removes it in O(log n).
-type timerHeap []*Timer
+// timerHeap is a 4-ary min-heap of timers ordered by due time, then start
+// order. The keys live in the heap array itself, so a sift compares
+// neighbouring memory instead of chasing a pointer per comparison (with a
+// million timers that is the difference between cache hits and misses), and
+// four children per node halve the depth, as in the Go runtime's own timer
+// heap. Each timer knows its index, so Stop removes it in O(log n).
+type timerHeap []timerEntry
 
-func less(a, b *Timer) bool {
+type timerEntry struct {
+	due int64
+	seq uint64
+	t   *Timer
+}
+
+func (a *timerEntry) before(b *timerEntry) bool {
 	if a.due != b.due {
 		return a.due < b.due
 	}
@@ -15,68 +25,72 @@ func (h timerHeap) min() *Timer {
 	if len(h) == 0 {
 		return nil
 	}
-	return h[0]
+	return h[0].t
 }
 
 func (h *timerHeap) push(t *Timer) {
-	t.index = len(*h)
-	*h = append(*h, t)
-	h.up(t.index)
+	*h = append(*h, timerEntry{due: t.due, seq: t.seq, t: t})
+	h.up(len(*h) - 1)
 }
 
 func (h *timerHeap) remove(t *Timer) {
 	s := *h
 	i := t.index
 	last := len(s) - 1
-	if i != last {
-		s[i] = s[last]
-		s[i].index = i
-	}
-	s[last] = nil
-	*h = s[:last]
 	t.index = -1
-	if i != last {
-		if !h.down(i) {
-			h.up(i)
-		}
+	moved := s[last]
+	s[last] = timerEntry{}
+	*h = s[:last]
+	if i == last {
+		return
+	}
+	s[i] = moved
+	s[i].t.index = i
+	if i > 0 && s[i].before(&s[(i-1)/4]) {
+		h.up(i)
+	} else {
+		h.down(i)
 	}
 }
 
+// up moves the entry at i toward the root, shifting parents down into the
+// hole instead of swapping, so each level writes one entry.
 func (h timerHeap) up(i int) {
+	e := h[i]
 	for i > 0 {
-		parent := (i - 1) / 2
-		if !less(h[i], h[parent]) {
+		p := (i - 1) / 4
+		if !e.before(&h[p]) {
 			break
 		}
-		h.swap(i, parent)
-		i = parent
+		h[i] = h[p]
+		h[i].t.index = i
+		i = p
 	}
+	h[i] = e
+	e.t.index = i
 }
 
-// down sifts the element at i toward the leaves and reports whether it moved.
-func (h timerHeap) down(i int) bool {
-	start := i
+func (h timerHeap) down(i int) {
+	e := h[i]
 	n := len(h)
 	for {
-		l := 2*i + 1
-		if l >= n {
+		c := 4*i + 1
+		if c >= n {
 			break
 		}
-		m := l
-		if r := l + 1; r < n && less(h[r], h[l]) {
-			m = r
+		m := c
+		for j := c + 1; j < c+4 && j < n; j++ {
+			if h[j].before(&h[m]) {
+				m = j
+			}
 		}
-		if !less(h[m], h[i]) {
+		if !h[m].before(&e) {
 			break
 		}
-		h.swap(i, m)
+		h[i] = h[m]
+		h[i].t.index = i
 		i = m
 	}
-	return i > start
-}
-
-func (h timerHeap) swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index = i
-	h[j].index = j
+	h[i] = e
+	e.t.index = i
 }
