@@ -54,8 +54,3 @@ func (l *Loop) callIO(fn func(poller.Events), ev poller.Events) {
 	defer l.catch()
 	fn(ev)
 }
-
-func (l *Loop) callDone(fn func(error), err error) {
-	defer l.catch()
-	fn(err)
-}

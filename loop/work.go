@@ -74,10 +74,14 @@ func (w *Work) post() {
 	}
 }
 
+// complete runs as a task of the loop's queue. A panicking done is left to
+// propagate, like a posted task's: the drain then stops and keeps the
+// completions after it for the next run, instead of running on and losing
+// their panics behind the first.
 func (w *Work) complete() {
 	w.loop.activeReqs--
 	if w.done != nil {
-		w.loop.callDone(w.done, w.err)
+		w.done(w.err)
 	}
 }
 
