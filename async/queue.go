@@ -106,6 +106,10 @@ func (q *Queue) signal() {
 // returns how many ran. Tasks posted while it runs are left for the next
 // Drain (their Post has made Fd readable again), so one Drain is bounded.
 //
+// Drain resets the eventfd counter first, which a consumer polling Fd
+// level-triggered needs. A consumer that registered Fd edge-triggered should
+// call DrainEdge instead and save that system call.
+//
 // If a task panics, the panic propagates to the caller after the tasks not
 // yet run are put back at the head of the queue and Fd is made readable, so
 // the next Drain resumes where this one stopped.
@@ -116,6 +120,15 @@ func (q *Queue) Drain() (ran int) {
 	q.fdMu.RLock()
 	_, _ = q.efd.Read() // EAGAIN (nothing to consume) and closed are fine
 	q.fdMu.RUnlock()
+	return q.DrainEdge()
+}
+
+// DrainEdge is Drain for a consumer that polls Fd edge-triggered
+// (poller.EdgeTriggered): every wakeup write raises a new edge whatever the
+// counter holds, so the counter need not be reset and the first task runs one
+// system call sooner. The counter only grows by one per drain cycle; it would
+// take centuries at millions of wakeups a second to reach its limit.
+func (q *Queue) DrainEdge() (ran int) {
 	q.pending.Store(false)
 
 	if q.next < len(q.batch) {

@@ -257,3 +257,28 @@ func BenchmarkPostDrain(b *testing.B) {
 		q.Drain()
 	}
 }
+
+// TestDrainEdge: registered edge-triggered, each wakeup write is a new edge
+// even though DrainEdge never resets the counter, so no post is stranded.
+func TestDrainEdge(t *testing.T) {
+	q := newQueue(t)
+	p, err := poller.New()
+	require.NoError(t, err)
+	defer p.Close()
+	require.NoError(t, p.Add(q.Fd(), poller.Readable|poller.EdgeTriggered, 0))
+	events := make([]poller.Event, 1)
+	ran := 0
+	for round := range 100 {
+		require.NoError(t, q.Post(func() { ran++ }))
+		require.NoError(t, q.Post(func() { ran++ }))
+		n, err := p.Wait(events, -1)
+		require.NoError(t, err)
+		require.Equal(t, 1, n, "round %d: a fresh edge", round)
+		require.Equal(t, 2, q.DrainEdge())
+		n, err = p.Wait(events, 0)
+		require.NoError(t, err)
+		require.Zero(t, n, "no edge without a new post")
+	}
+	require.Equal(t, 200, ran)
+	require.Equal(t, uint64(100), q.Wakeups(), "one write per cycle")
+}

@@ -142,7 +142,9 @@ func New(opts ...Option) (*Loop, error) {
 		p.Close()
 		return nil, fmt.Errorf("loop: %w", err)
 	}
-	if err := p.Add(q.Fd(), poller.Readable, queueToken); err != nil {
+	// Edge-triggered: each coalesced wakeup write is a new edge, so the
+	// drain need not read the counter before running the first task.
+	if err := p.Add(q.Fd(), poller.Readable|poller.EdgeTriggered, queueToken); err != nil {
 		q.Close()
 		p.Close()
 		return nil, fmt.Errorf("loop: %w", err)
@@ -320,7 +322,7 @@ func (l *Loop) drainQueue() {
 // drainOnce reports whether the queue drained without a panic.
 func (l *Loop) drainOnce() (finished bool) {
 	defer l.catch()
-	l.queue.Drain()
+	l.queue.DrainEdge()
 	return true
 }
 
