@@ -1,7 +1,9 @@
 // Command tour is eventpipe's demo: one loop that runs a repeating timer,
 // watches a socket, takes tasks posted from many goroutines, wakes on an
 // async handle and offloads blocking work to its worker pool, then prints
-// what happened and checks that nothing was lost.
+// what happened and checks that nothing was lost. Where it may (root with
+// CAP_BPF and CAP_PERFMON), it then reads real BPF output through a loop:
+// records the kernel writes into a perf event array and a BPF ring buffer.
 //
 //	go run ./examples/tour
 package main
@@ -150,5 +152,5 @@ func tour() error {
 		return fmt.Errorf("something was lost")
 	}
 	fmt.Println("nothing lost.")
-	return nil
+	return ringsTour()
 }
