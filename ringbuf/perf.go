@@ -66,7 +66,8 @@ type perfCounters struct {
 
 // PerfReader reads the per-CPU perf event rings behind a
 // BPF_MAP_TYPE_PERF_EVENT_ARRAY. Consume and Poll must not run concurrently
-// with each other; Fd, Stats and Close may be called from any goroutine.
+// with each other; Fd, CPUs, Stats and Close may be called from any
+// goroutine.
 type PerfReader struct {
 	g     guard
 	mapFD int // our duplicate of the caller's map descriptor
@@ -208,7 +209,9 @@ func (r *PerfReader) openCPU(cpu, pages int, wakeup uint32, watermark bool) erro
 
 // Fd returns the descriptor to watch for input (level-triggered): an epoll
 // instance over the per-CPU perf events, readable when the kernel has woken
-// the reader for at least one ring. It returns -1 after Close.
+// the reader for at least one ring. The kernel reports each wakeup once (a
+// perf event's readiness is cleared when it is polled), so call Consume
+// every time Fd fires. It returns -1 after Close.
 func (r *PerfReader) Fd() int {
 	if r.g.closed() {
 		return -1
