@@ -28,8 +28,9 @@ const latencyWarmup = 200
 //   - impl=floor: a bare eventfd write to a goroutine blocked in
 //     epoll_wait on it; the time is taken as soon as epoll_wait returns;
 //   - impl=floor+read: the same, with the time taken after the consumer's
-//     read(2) that resets the eventfd, which the loop does before it runs
-//     the tasks;
+//     read(2) that resets the eventfd, as a level-triggered consumer (such
+//     as async.Queue.Drain) must before it runs anything; the loop watches
+//     its eventfd edge-triggered and skips that read;
 //   - impl=chan: a send on a task channel to a goroutine blocked receiving;
 //   - impl=loop: loop.Post to a loop idle in its poll.
 //
