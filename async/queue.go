@@ -145,11 +145,14 @@ func (q *Queue) DrainEdge() (ran int) {
 }
 
 func (q *Queue) runBatch() (ran int) {
+	finished := false
 	defer func() {
 		q.ran.Add(uint64(ran))
-		if q.next < len(q.batch) {
-			// Unwinding from a panic: make sure someone comes back for
-			// the rest.
+		if !finished {
+			// Unwinding from a panic: make sure someone comes back, for
+			// the rest of the batch and for tasks posted since the drain
+			// began, whose wakeup this drain has consumed (a drain that
+			// resumed a batch panics before it takes them).
 			q.signal()
 		}
 	}()
@@ -167,6 +170,7 @@ func (q *Queue) runBatch() (ran int) {
 	}
 	q.mu.Unlock()
 	q.batch, q.next = nil, 0
+	finished = true
 	return ran
 }
 
