@@ -1,0 +1,26 @@
+// Package reliability is eventpipe's cross-package reliability suite. It has
+// no API: everything in it is tests.
+//
+// Each package tests its own behaviour; this suite tests the promises the
+// project makes about failure, across packages and under pressure:
+//
+//   - Load (soak_test.go): one loop serving posts from many goroutines,
+//     a thousand re-arming timers, hundreds of watched sockets and both kinds
+//     of BPF ring, fed by the kernel, loses nothing and does not grow.
+//   - Descriptor exhaustion (fdlimit_test.go): at RLIMIT_NOFILE every
+//     constructor fails with an error wrapping EMFILE, never panics, and
+//     gives back the descriptors it had already opened.
+//   - Descriptors closed behind the loop's back (closedfd_test.go), signal
+//     storms (eintr_test.go), panics in every kind of callback
+//     (panic_test.go), Close racing with Post and Send (closerace_test.go),
+//     and Stop from another goroutine in every phase (stop_test.go): the
+//     loop survives each, loses nothing and can run again.
+//   - Bad input (badinput_test.go): nil callbacks, negative durations, bad
+//     and closed descriptors, the wrong kind of BPF map, use after Close and
+//     garbage in ring memory give documented errors that errors.Is
+//     recognises, never a panic.
+//
+// The soak runs for about two seconds in the normal suite; set
+// EVENTPIPE_SOAK=1 (or pass -soak) to run it for EVENTPIPE_SOAK_DURATION
+// (default 25s). RELIABILITY.md at the repository root has the figures.
+package reliability
