@@ -46,8 +46,8 @@
 // not once per record.
 //
 // Consume and Poll of one reader must be called from one goroutine at a
-// time; a second concurrent call returns an error rather than corrupting the
-// ring. Fd, Stats, Size, Available and Close may be called from any
+// time; a second concurrent call returns an error wrapping unix.EBUSY rather
+// than corrupting the ring. Fd, Stats, Size, Available and Close may be called from any
 // goroutine. Closing a reader while another goroutine is blocked in Poll
 // wakes that Poll, which returns an error wrapping os.ErrClosed; the
 // mappings stay valid until the running call returns, and that call

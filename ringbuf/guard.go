@@ -1,16 +1,17 @@
 package ringbuf
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // errConcurrent is returned when Consume or Poll is entered while another
 // call on the same reader is running (from another goroutine, or from inside
-// a handler).
-var errConcurrent = errors.New("ringbuf: Consume or Poll already running on this reader")
+// a handler). It wraps EBUSY so that callers can tell it apart.
+var errConcurrent = fmt.Errorf("ringbuf: Consume or Poll already running on this reader: %w", unix.EBUSY)
 
 const (
 	guardClosed = 1 << iota
