@@ -121,7 +121,8 @@ func (r *RingReader) Available() int {
 // records are skipped and acknowledged. The consumer position is stored once
 // for the whole batch. data points into the ring and is valid only until fn
 // returns. It returns the number of records delivered; a corrupt ring is
-// resynchronised and reported with an error wrapping ErrCorrupt. Consume
+// resynchronised and reported with an error wrapping ErrCorrupt. A nil fn
+// drops the records (they are still consumed and counted). Consume
 // allocates nothing.
 func (r *RingReader) Consume(fn func(data []byte)) (int, error) {
 	if err := r.g.enter("consume"); err != nil {
@@ -279,7 +280,9 @@ func (r *bpfRing) consume(fn func([]byte), c *ringCounters, g *guard) (int, erro
 		}
 		records++
 		end := off + ringHeaderSize + n
-		fn(r.data[off+ringHeaderSize : end : end])
+		if fn != nil {
+			fn(r.data[off+ringHeaderSize : end : end])
+		}
 	}
 	return int(records), nil
 }
