@@ -37,7 +37,7 @@ func (l *Loop) NewAsync(cb func()) (*Async, error) {
 // After Close (of the handle or the loop) it returns an error wrapping
 // os.ErrClosed.
 func (a *Async) Send() error {
-	if a.dead.Load() {
+	if a.dead.Load() || a.loop.closed.Load() {
 		return fmt.Errorf("loop: async send: %w", os.ErrClosed)
 	}
 	if a.pending.Load() || !a.pending.CompareAndSwap(false, true) {

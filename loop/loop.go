@@ -25,7 +25,10 @@ var (
 	ErrNilCallback = errors.New("loop: nil callback")
 )
 
-var errClosed = fmt.Errorf("loop: %w", os.ErrClosed)
+var (
+	errClosed  = fmt.Errorf("loop: %w", os.ErrClosed)
+	errRunning = fmt.Errorf("loop: run: already running: %w", unix.EBUSY)
+)
 
 // queueToken is the poller token of the task queue's eventfd; watcher tokens
 // use slots from 1 up.
@@ -80,7 +83,13 @@ type Loop struct {
 	asyncQueued atomic.Int64
 
 	stopFlag atomic.Bool
-	ctxDone  atomic.Bool
+	// ctxEnded holds the number of the Run whose context ended; runSeq
+	// numbers the Runs and ctxRun is the one in progress (0: none, or a
+	// RunOnce/RunNoWait). A context that ends as its Run returns can then
+	// never stop a later run.
+	ctxEnded atomic.Uint64
+	runSeq   uint64
+	ctxRun   uint64
 	running  atomic.Bool
 	closed   atomic.Bool
 
@@ -177,18 +186,23 @@ func (l *Loop) Run(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if l.running.Load() {
+		// A Run from a callback: refuse before touching the run's state.
+		return errRunning
+	}
+	l.runSeq++
+	seq := l.runSeq
 	if ctx.Done() != nil {
 		stop := context.AfterFunc(ctx, func() {
-			l.ctxDone.Store(true)
+			l.ctxEnded.Store(seq)
 			_ = l.queue.Wake()
 		})
-		defer func() {
-			stop()
-			l.ctxDone.Store(false)
-		}()
+		defer stop()
 	}
+	l.ctxRun = seq
 	_, err := l.run(modeDefault)
-	if err == nil && l.ctxDone.Load() {
+	l.ctxRun = 0
+	if err == nil && l.ctxEnded.Load() == seq {
 		err = ctx.Err()
 	}
 	return err
@@ -208,7 +222,7 @@ func (l *Loop) run(mode runMode) (alive bool, err error) {
 		return false, errClosed
 	}
 	if !l.running.CompareAndSwap(false, true) {
-		return false, fmt.Errorf("loop: run: already running: %w", unix.EBUSY)
+		return false, errRunning
 	}
 	defer l.running.Store(false)
 	l.panicErr = nil
@@ -263,7 +277,9 @@ func (l *Loop) run(mode runMode) (alive bool, err error) {
 	return alive, nil
 }
 
-func (l *Loop) stopping() bool { return l.stopFlag.Load() || l.ctxDone.Load() }
+func (l *Loop) stopping() bool {
+	return l.stopFlag.Load() || (l.ctxRun != 0 && l.ctxEnded.Load() == l.ctxRun)
+}
 
 // poll waits for io up to timeout and dispatches what arrived: watcher
 // callbacks, and the task queue (posted tasks, async sends, work results).
@@ -387,6 +403,12 @@ func (l *Loop) BackendTimeout() time.Duration {
 func (l *Loop) Post(fn func()) error {
 	if fn == nil {
 		return fmt.Errorf("loop: post: %w", ErrNilCallback)
+	}
+	// Close refuses new posts from its start, so a task that re-posts
+	// itself cannot keep Close draining forever. A Post that passed this
+	// check just before still lands in the queue, and Close runs it.
+	if l.closed.Load() {
+		return errClosed
 	}
 	if err := l.queue.Post(fn); err != nil {
 		return errClosed
