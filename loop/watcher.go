@@ -26,6 +26,13 @@ type Watcher struct {
 // Once a watcher is stopped or closed, events for it that the current
 // iteration already collected are dropped, even if the descriptor is closed
 // and its number reused by a new watcher in the same iteration.
+//
+// Stop or Close the watcher before closing the descriptor, as with libuv.
+// epoll registers the open file, not the number: a descriptor closed while
+// watched, with a duplicate of it still open elsewhere (dup, fork,
+// SCM_RIGHTS), leaves a registration nobody can name any more, and while
+// that file is ready the loop polls without sleeping (dropping the stale
+// events) until the duplicate is closed too.
 func (l *Loop) Watch(fd int, ev poller.Events, cb func(poller.Events)) (*Watcher, error) {
 	if l.closed.Load() {
 		return nil, errClosed
