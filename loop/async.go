@@ -43,12 +43,14 @@ func (a *Async) Send() error {
 	if a.pending.Load() || !a.pending.CompareAndSwap(false, true) {
 		return nil // a run is already queued and has not started yet
 	}
-	a.loop.asyncQueued.Add(1)
 	if err := a.loop.queue.Post(a.fire); err != nil {
-		a.loop.asyncQueued.Add(-1)
 		a.pending.Store(false)
 		return fmt.Errorf("loop: async send: %w", os.ErrClosed)
 	}
+	// Counted after the post: Alive, which reads this count before the
+	// queue's length, may then over-count an Async run (one extra
+	// iteration) but never under-count a posted task.
+	a.loop.asyncQueued.Add(1)
 	return nil
 }
 

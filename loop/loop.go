@@ -355,9 +355,9 @@ func (l *Loop) Alive() bool {
 	if l.activeRefs > 0 || l.activeReqs > 0 || len(l.closing) > 0 {
 		return true
 	}
-	// Read the Async count first: a Send landing between the two reads
-	// then counts as a posted task, which errs on the side of one more
-	// iteration rather than a task left behind.
+	// Read the Async count first, and Send counts after posting: a Send
+	// racing with these reads then errs on the side of one more iteration,
+	// never of a posted task left behind.
 	asyncRuns := int(l.asyncQueued.Load())
 	return l.queue.Len() > asyncRuns
 }
