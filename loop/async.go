@@ -28,8 +28,9 @@ func (l *Loop) NewAsync(cb func()) (*Async, error) {
 	}
 	a := &Async{cb: cb}
 	a.fire = a.run
-	a.init(l, a)
+	a.init(l)
 	a.setActive(true)
+	l.asyncs[a] = struct{}{}
 	return a, nil
 }
 
@@ -67,10 +68,15 @@ func (a *Async) run() {
 func (a *Async) deactivate() {
 	a.dead.Store(true)
 	a.setActive(false)
+	delete(a.loop.asyncs, a)
 }
 
 // Close stops the handle; later Sends fail, and a Send not yet delivered is
 // dropped. cb (if not nil) runs on the loop's next close phase.
-func (a *Async) Close(cb func()) { a.close(cb) }
-
-func (a *Async) stopHandle() { a.deactivate() }
+func (a *Async) Close(cb func()) {
+	if a.closing {
+		return
+	}
+	a.deactivate()
+	a.close(cb)
+}

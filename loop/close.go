@@ -43,6 +43,10 @@ func (l *Loop) runClosing() {
 // descriptors are closed. Posts from other goroutines racing with Close
 // either run or fail with os.ErrClosed; none is lost.
 //
+// A handle closed after the loop's Close (one that was never started, since
+// Close closes every active handle) is closed at once; its close callback
+// does not run.
+//
 // Close must not be called while the loop runs (it returns an error wrapping
 // EBUSY). A second Close returns an error wrapping os.ErrClosed. If
 // callbacks run by Close panic and no panic handler is set, Close finishes
@@ -60,12 +64,21 @@ func (l *Loop) Close() error {
 	// Tasks and completions may start handles or post more, so settle
 	// until nothing is active, queued or closing.
 	closeAll := func() {
-		for h := l.handles.first(); h != nil && h != &l.handles.head; {
-			next := h.next
-			if !h.closing {
-				h.close(nil)
+		for len(l.timers) > 0 {
+			l.timers[0].t.Close(nil)
+		}
+		for _, list := range []*hookList{&l.idle, &l.prepare, &l.check} {
+			for len(list.hooks) > 0 {
+				list.hooks[0].Close(nil)
 			}
-			h = next
+		}
+		for _, w := range l.slots {
+			if w != nil {
+				w.Close(nil)
+			}
+		}
+		for a := range l.asyncs {
+			a.Close(nil)
 		}
 	}
 	settle := func() {
@@ -83,7 +96,7 @@ func (l *Loop) Close() error {
 				l.dispatch() // left by a run a panic ended
 				continue
 			}
-			if l.handles.n == 0 && l.queue.Len() == 0 && len(l.closing) == 0 {
+			if l.activeHandles() == 0 && l.queue.Len() == 0 && len(l.closing) == 0 {
 				return
 			}
 		}
@@ -93,7 +106,14 @@ func (l *Loop) Close() error {
 	settle()
 	qerr := l.queue.Close()
 	settle() // posts accepted while the queue was closing
+	l.shutDown = true
 	perr := l.poller.Close()
 
 	return errors.Join(append(panics, qerr, perr)...)
+}
+
+// activeHandles counts the started handles, referenced or not.
+func (l *Loop) activeHandles() int {
+	return len(l.timers) + len(l.idle.hooks) + len(l.prepare.hooks) + len(l.check.hooks) +
+		len(l.byFd) + len(l.asyncs)
 }

@@ -29,7 +29,7 @@ func (l *Loop) NewCheck(cb func()) *Hook { return l.newHook(&l.check, cb) }
 
 func (l *Loop) newHook(list *hookList, cb func()) *Hook {
 	h := &Hook{list: list, cb: cb}
-	h.init(l, h)
+	h.init(l)
 	return h
 }
 
@@ -76,7 +76,13 @@ func (h *Hook) Stop() {
 
 // Close stops the hook and runs cb (if not nil) on the loop's next close
 // phase.
-func (h *Hook) Close(cb func()) { h.close(cb) }
+func (h *Hook) Close(cb func()) {
+	if h.closing {
+		return
+	}
+	h.Stop()
+	h.close(cb)
+}
 
 // runHooks runs the hooks active at the start of the pass, in start order.
 // The pass works on a copy, so callbacks may start and stop hooks freely.
@@ -93,5 +99,3 @@ func (l *Loop) runHooks(list *hookList) {
 		}
 	}
 }
-
-func (h *Hook) stopHandle() { h.Stop() }

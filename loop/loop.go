@@ -60,7 +60,7 @@ type Loop struct {
 
 	timers   timerHeap
 	timerSeq uint64
-	ready    []*Timer // timers due in the current pass
+	ready    []timerEntry // timers due in the current pass
 
 	slots     []*Watcher // token slot -> watcher; slot 0 is the queue
 	slotGen   []uint32
@@ -71,7 +71,7 @@ type Loop struct {
 	hookSeq              uint64
 	hookScratch          []*Hook
 
-	handles    handleList
+	asyncs     map[*Async]struct{} // open Async handles, for Close
 	closing    []*handle
 	closingRun []*handle
 
@@ -81,6 +81,8 @@ type Loop struct {
 	// asyncQueued counts Async runs waiting in the task queue: they are
 	// there on behalf of a handle, whose own ref decides liveness.
 	asyncQueued atomic.Int64
+
+	shutDown bool // Close has finished: no close phase will come
 
 	stopFlag atomic.Bool
 	// ctxEnded holds the number of the Run whose context ended; runSeq
@@ -137,7 +139,10 @@ func WithPanicHandler(fn func(v any)) Option {
 // New creates a loop with its epoll instance and wakeup eventfd.
 func New(opts ...Option) (*Loop, error) {
 	cfg := config{workers: 4}
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("loop: option %d is nil: %w", i, unix.EINVAL)
+		}
 		if err := o(&cfg); err != nil {
 			return nil, err
 		}
@@ -166,6 +171,7 @@ func New(opts ...Option) (*Loop, error) {
 		slots:        []*Watcher{nil},
 		slotGen:      []uint32{0},
 		byFd:         make(map[int]*Watcher),
+		asyncs:       make(map[*Async]struct{}),
 		idle:         hookList{name: "idle"},
 		prepare:      hookList{name: "prepare"},
 		check:        hookList{name: "check"},
@@ -383,11 +389,10 @@ func (l *Loop) BackendTimeout() time.Duration {
 		l.evNext < l.evN {
 		return 0
 	}
-	t := l.timers.min()
-	if t == nil {
+	if len(l.timers) == 0 {
 		return -1
 	}
-	if d := t.due - l.now; d > 0 {
+	if d := l.timers[0].due - l.now; d > 0 {
 		return time.Duration(d)
 	}
 	return 0

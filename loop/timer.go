@@ -10,21 +10,22 @@ import (
 
 // Timer runs a callback once after a timeout, and then every repeat interval
 // if repeat is non-zero.
+//
+// Its due time and start order live in the loop's timer heap, not in the
+// Timer, which keeps it in the 48-byte size class.
 type Timer struct {
 	handle
 	cb      func()
-	due     int64 // loop time (ns since base) at which it fires
 	repeat  time.Duration
-	seq     uint64 // start order, breaking ties between equal due times
-	index   int    // position in the heap, -1 when not in it
-	ready   bool   // collected as due in the current pass
-	started bool   // Start was called at least once
+	index   int32 // position in the heap, -1 when not in it
+	ready   bool  // collected as due in the current pass
+	started bool  // Start was called at least once
 }
 
 // NewTimer creates a stopped timer that will run cb on the loop.
 func (l *Loop) NewTimer(cb func()) *Timer {
 	t := &Timer{cb: cb, index: -1}
-	t.init(l, t)
+	t.init(l)
 	return t
 }
 
@@ -58,13 +59,12 @@ func (t *Timer) Start(timeout, repeat time.Duration) error {
 	t.started = true
 	t.repeat = repeat
 	l := t.loop
-	t.due = l.now + int64(timeout)
-	if t.due < l.now { // overflow: never, in practice
-		t.due = math.MaxInt64
+	due := l.now + int64(timeout)
+	if due < l.now { // overflow: never, in practice
+		due = math.MaxInt64
 	}
-	t.seq = l.timerSeq
+	l.timers.push(timerEntry{due: due, seq: l.timerSeq, t: t})
 	l.timerSeq++
-	l.timers.push(t)
 	t.setActive(true)
 	return nil
 }
@@ -111,10 +111,10 @@ func (t *Timer) Repeat() time.Duration { return t.repeat }
 // DueIn returns how long until the timer fires, from the loop time; 0 when
 // it is due or not active.
 func (t *Timer) DueIn() time.Duration {
-	if !t.active {
+	if !t.active || t.index < 0 {
 		return 0
 	}
-	if d := t.due - t.loop.now; d > 0 {
+	if d := t.loop.timers[t.index].due - t.loop.now; d > 0 {
 		return time.Duration(d)
 	}
 	return 0
@@ -122,30 +122,35 @@ func (t *Timer) DueIn() time.Duration {
 
 // Close stops the timer and runs cb (if not nil) on the loop's next close
 // phase.
-func (t *Timer) Close(cb func()) { t.close(cb) }
+func (t *Timer) Close(cb func()) {
+	if t.closing {
+		return
+	}
+	t.Stop()
+	t.close(cb)
+}
 
 // runTimers fires the timers due at the loop time, libuv's two-step way:
 // first take every due timer off the heap, then run them in due order. A
 // timer (re)started by a callback goes back on the heap, not on this pass's
 // list, so it cannot run twice in one pass.
 func (l *Loop) runTimers() {
-	for {
-		t := l.timers.min()
-		if t == nil || t.due > l.now {
-			break
-		}
-		t.Stop()
-		t.ready = true
-		l.ready = append(l.ready, t)
+	for len(l.timers) > 0 && l.timers[0].due <= l.now {
+		e := l.timers[0]
+		e.t.Stop()
+		e.t.ready = true
+		l.ready = append(l.ready, e)
 	}
-	for i, t := range l.ready {
-		l.ready[i] = nil
+	for i, e := range l.ready {
+		l.ready[i] = timerEntry{}
+		t := e.t
 		if l.panicErr != nil {
 			// The run is ending on a panic: what has not fired yet is
-			// still due, and fires first in the next run.
+			// still due, with its place in the order, and fires first
+			// in the next run.
 			if t.ready {
 				t.ready = false
-				l.timers.push(t)
+				l.timers.push(e)
 				t.setActive(true)
 			}
 			continue
@@ -161,5 +166,3 @@ func (l *Loop) runTimers() {
 	}
 	l.ready = l.ready[:0]
 }
-
-func (t *Timer) stopHandle() { t.Stop() }

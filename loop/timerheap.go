@@ -21,21 +21,14 @@ func (a *timerEntry) before(b *timerEntry) bool {
 	return a.seq < b.seq
 }
 
-func (h timerHeap) min() *Timer {
-	if len(h) == 0 {
-		return nil
-	}
-	return h[0].t
-}
-
-func (h *timerHeap) push(t *Timer) {
-	*h = append(*h, timerEntry{due: t.due, seq: t.seq, t: t})
+func (h *timerHeap) push(e timerEntry) {
+	*h = append(*h, e)
 	h.up(len(*h) - 1)
 }
 
 func (h *timerHeap) remove(t *Timer) {
 	s := *h
-	i := t.index
+	i := int(t.index)
 	last := len(s) - 1
 	t.index = -1
 	moved := s[last]
@@ -45,7 +38,7 @@ func (h *timerHeap) remove(t *Timer) {
 		return
 	}
 	s[i] = moved
-	s[i].t.index = i
+	s[i].t.index = int32(i)
 	if i > 0 && s[i].before(&s[(i-1)/4]) {
 		h.up(i)
 	} else {
@@ -63,11 +56,11 @@ func (h timerHeap) up(i int) {
 			break
 		}
 		h[i] = h[p]
-		h[i].t.index = i
+		h[i].t.index = int32(i)
 		i = p
 	}
 	h[i] = e
-	e.t.index = i
+	e.t.index = int32(i)
 }
 
 func (h timerHeap) down(i int) {
@@ -88,9 +81,9 @@ func (h timerHeap) down(i int) {
 			break
 		}
 		h[i] = h[m]
-		h[i].t.index = i
+		h[i].t.index = int32(i)
 		i = m
 	}
 	h[i] = e
-	e.t.index = i
+	e.t.index = int32(i)
 }

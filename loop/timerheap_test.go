@@ -21,13 +21,13 @@ func TestTimerHeapOrder(t *testing.T) {
 			}
 			live = append(live[:k], live[k+1:]...)
 		} else {
-			tm := &Timer{due: int64(r.IntN(100)), seq: seq, index: -1}
+			tm := &Timer{index: -1}
+			h.push(timerEntry{due: int64(r.IntN(100)), seq: seq, t: tm})
 			seq++
-			h.push(tm)
 			live = append(live, tm)
 		}
 		for i, e := range h {
-			if e.t.index != i {
+			if int(e.t.index) != i {
 				t.Fatalf("entry %d has index %d", i, e.t.index)
 			}
 			if i > 0 && e.before(&h[(i-1)/4]) {
@@ -35,13 +35,13 @@ func TestTimerHeapOrder(t *testing.T) {
 			}
 		}
 	}
-	var prev *Timer
+	var prev *timerEntry
 	for len(h) > 0 {
-		m := h.min()
-		h.remove(m)
-		if prev != nil && (m.due < prev.due || (m.due == prev.due && m.seq < prev.seq)) {
+		m := h[0]
+		h.remove(m.t)
+		if prev != nil && m.before(prev) {
 			t.Fatalf("popped (%d,%d) after (%d,%d)", m.due, m.seq, prev.due, prev.seq)
 		}
-		prev = m
+		prev = &m
 	}
 }

@@ -47,7 +47,7 @@ func (l *Loop) Watch(fd int, ev poller.Events, cb func(poller.Events)) (*Watcher
 	if err := w.register(l); err != nil {
 		return nil, err
 	}
-	w.init(l, w)
+	w.init(l)
 	w.setActive(true)
 	return w, nil
 }
@@ -136,6 +136,10 @@ func (w *Watcher) Stop() {
 
 // Close stops the watcher and runs cb (if not nil) on the loop's next close
 // phase. The descriptor stays open.
-func (w *Watcher) Close(cb func()) { w.close(cb) }
-
-func (w *Watcher) stopHandle() { w.Stop() }
+func (w *Watcher) Close(cb func()) {
+	if w.closing {
+		return
+	}
+	w.Stop()
+	w.close(cb)
+}
