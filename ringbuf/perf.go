@@ -230,28 +230,35 @@ func (r *PerfReader) CPUs() []int {
 // delivered. A corrupt ring is resynchronised (its pending records dropped)
 // and reported as an error wrapping ErrCorrupt after the other rings have
 // been drained. Consume allocates nothing.
-func (r *PerfReader) Consume(h Handler) (int, error) {
+//
+// A panic in a handler ends the call and propagates to the caller: the
+// record the handler was given counts as consumed, the records after it
+// (on that ring and on the rings not reached yet) stay for the next Consume,
+// and the reader remains usable.
+func (r *PerfReader) Consume(h Handler) (n int, err error) {
 	if err := r.g.enter("consume"); err != nil {
 		return 0, err
 	}
-	n, err := r.consumeAll(&h)
-	return n, r.leave(err)
+	// Deferred so that a panicking handler still ends the call: otherwise
+	// the reader stays busy for good and Close can never release it.
+	defer func() { err = r.leave(err) }()
+	return r.consumeAll(&h)
 }
 
 // Poll waits up to timeout (forever if negative, not at all if zero) for the
 // kernel to wake the reader, then drains as Consume does. It returns 0 and
 // no error when the timeout passes. A Close from another goroutine wakes a
 // blocked Poll, which then returns an error wrapping os.ErrClosed.
-func (r *PerfReader) Poll(timeout time.Duration, h Handler) (int, error) {
+func (r *PerfReader) Poll(timeout time.Duration, h Handler) (n int, err error) {
 	if err := r.g.enter("poll"); err != nil {
 		return 0, err
 	}
+	defer func() { err = r.leave(err) }() // see Consume
 	ready, err := r.ep.wait(timeout)
-	n := 0
 	if err == nil && ready && !r.g.closed() {
 		n, err = r.consumeAll(&h)
 	}
-	return n, r.leave(err)
+	return n, err
 }
 
 func (r *PerfReader) consumeAll(h *Handler) (int, error) {

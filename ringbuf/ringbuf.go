@@ -124,28 +124,34 @@ func (r *RingReader) Available() int {
 // resynchronised and reported with an error wrapping ErrCorrupt. A nil fn
 // drops the records (they are still consumed and counted). Consume
 // allocates nothing.
-func (r *RingReader) Consume(fn func(data []byte)) (int, error) {
+//
+// A panic in fn ends the call and propagates to the caller: the record fn
+// was given counts as consumed, the records after it stay for the next
+// Consume, and the reader remains usable.
+func (r *RingReader) Consume(fn func(data []byte)) (n int, err error) {
 	if err := r.g.enter("consume"); err != nil {
 		return 0, err
 	}
-	n, err := r.ring.consume(fn, &r.stats, &r.g)
-	return n, r.leave(err)
+	// Deferred so that a panicking callback still ends the call: otherwise
+	// the reader stays busy for good and Close can never release it.
+	defer func() { err = r.leave(err) }()
+	return r.ring.consume(fn, &r.stats, &r.g)
 }
 
 // Poll waits up to timeout (forever if negative, not at all if zero) for the
 // ring to hold data, then drains as Consume does. It returns 0 and no error
 // when the timeout passes. A Close from another goroutine wakes a blocked
 // Poll, which then returns an error wrapping os.ErrClosed.
-func (r *RingReader) Poll(timeout time.Duration, fn func(data []byte)) (int, error) {
+func (r *RingReader) Poll(timeout time.Duration, fn func(data []byte)) (n int, err error) {
 	if err := r.g.enter("poll"); err != nil {
 		return 0, err
 	}
+	defer func() { err = r.leave(err) }() // see Consume
 	ready, err := r.ep.wait(timeout)
-	n := 0
 	if err == nil && ready && !r.g.closed() {
 		n, err = r.ring.consume(fn, &r.stats, &r.g)
 	}
-	return n, r.leave(err)
+	return n, err
 }
 
 func (r *RingReader) leave(err error) error {
