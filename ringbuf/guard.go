@@ -13,6 +13,9 @@ import (
 // a handler). It wraps EBUSY so that callers can tell it apart.
 var errConcurrent = fmt.Errorf("ringbuf: Consume or Poll already running on this reader: %w", unix.EBUSY)
 
+// errClosedDuringCall ends a Consume or Poll that Close interrupted.
+var errClosedDuringCall = fmt.Errorf("ringbuf: reader closed during the call: %w", os.ErrClosed)
+
 const (
 	guardClosed = 1 << iota
 	guardBusy
@@ -46,27 +49,32 @@ func (g *guard) enter(what string) error {
 }
 
 // exit ends a call started by enter. It reports whether the reader was
-// closed meanwhile, in which case the caller must release it.
-func (g *guard) exit() (release bool) {
+// closed meanwhile, and whether the caller must release it because nobody
+// else holds it any more.
+func (g *guard) exit() (closed, release bool) {
 	for {
 		s := g.state.Load()
 		ns := s &^ guardBusy
 		if g.state.CompareAndSwap(s, ns) {
-			return ns&guardClosed != 0 && ns < guardShared
+			closed = ns&guardClosed != 0
+			return closed, closed && ns < guardShared
 		}
 	}
 }
 
-// close marks the reader closed. releaseNow is false when a call is running;
-// that call releases instead.
-func (g *guard) close() (releaseNow bool, err error) {
+// close marks the reader closed and, in the same step, takes a shared hold
+// on it, so that a call ending while Close wakes it cannot release the
+// descriptor being written to. wake reports whether a call is running and
+// must be woken. The caller ends the hold with exitShared, which tells it
+// whether it has to release.
+func (g *guard) close() (wake bool, err error) {
 	for {
 		s := g.state.Load()
 		if s&guardClosed != 0 {
 			return false, fmt.Errorf("ringbuf: close: %w", os.ErrClosed)
 		}
-		if g.state.CompareAndSwap(s, s|guardClosed) {
-			return s&guardBusy == 0 && s < guardShared, nil
+		if g.state.CompareAndSwap(s, (s|guardClosed)+guardShared) {
+			return s&guardBusy != 0, nil
 		}
 	}
 }
@@ -96,6 +104,10 @@ func (g *guard) exitShared() (release bool) {
 		}
 	}
 }
+
+// closeHook, when set by a test, runs in Close between marking the reader
+// closed and waking a running call. It is nil in production.
+var closeHook func()
 
 // closed reports whether Close has been called; the drain loops check it
 // between records so a handler that closes the reader sees no more calls.

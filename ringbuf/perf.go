@@ -277,8 +277,12 @@ func (r *PerfReader) consumeAll(h *Handler) (int, error) {
 // leave ends a Consume or Poll, releasing the reader if Close came in
 // meanwhile.
 func (r *PerfReader) leave(err error) error {
-	if r.g.exit() {
-		return errors.Join(err, fmt.Errorf("ringbuf: reader closed during the call: %w", os.ErrClosed), r.release())
+	closed, release := r.g.exit()
+	switch {
+	case release:
+		return errors.Join(err, errClosedDuringCall, r.release())
+	case closed:
+		return errors.Join(err, errClosedDuringCall)
 	}
 	return err
 }
@@ -300,14 +304,20 @@ func (r *PerfReader) Stats() PerfStats {
 // wakes it and the running call releases everything before it returns. A
 // second Close returns an error wrapping os.ErrClosed.
 func (r *PerfReader) Close() error {
-	now, err := r.g.close()
+	wake, err := r.g.close()
 	if err != nil {
 		return err
 	}
-	if !now {
-		return r.ep.wake()
+	if closeHook != nil {
+		closeHook()
 	}
-	return r.release()
+	if wake {
+		err = r.ep.wake()
+	}
+	if r.g.exitShared() {
+		return errors.Join(err, r.release())
+	}
+	return err
 }
 
 // release undoes NewPerfReader: map slots first, so the BPF program stops

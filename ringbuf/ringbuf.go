@@ -155,8 +155,12 @@ func (r *RingReader) Poll(timeout time.Duration, fn func(data []byte)) (n int, e
 }
 
 func (r *RingReader) leave(err error) error {
-	if r.g.exit() {
-		return errors.Join(err, fmt.Errorf("ringbuf: reader closed during the call: %w", os.ErrClosed), r.release())
+	closed, release := r.g.exit()
+	switch {
+	case release:
+		return errors.Join(err, errClosedDuringCall, r.release())
+	case closed:
+		return errors.Join(err, errClosedDuringCall)
 	}
 	return err
 }
@@ -176,14 +180,20 @@ func (r *RingReader) Stats() RingStats {
 // the callback), Close wakes it and the running call releases everything
 // before it returns. A second Close returns an error wrapping os.ErrClosed.
 func (r *RingReader) Close() error {
-	now, err := r.g.close()
+	wake, err := r.g.close()
 	if err != nil {
 		return err
 	}
-	if !now {
-		return r.ep.wake()
+	if closeHook != nil {
+		closeHook()
 	}
-	return r.release()
+	if wake {
+		err = r.ep.wake()
+	}
+	if r.g.exitShared() {
+		return errors.Join(err, r.release())
+	}
+	return err
 }
 
 func (r *RingReader) release() error {
