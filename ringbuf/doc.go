@@ -15,9 +15,10 @@
 //	pr, err := ringbuf.NewPerfReader(coll.Maps["events"].FD(), ringbuf.PerfOptions{})
 //	rr, err := ringbuf.NewRingReader(coll.Maps["logs"].FD())
 //
-// Both constructors check the map's type with BPF_OBJ_GET_INFO_BY_FD and
-// keep their own duplicate of the descriptor, so the caller may close its
-// copy at any time. NewPerfReader stores one perf event descriptor per CPU
+// Both constructors take their own duplicate of the descriptor and check,
+// with BPF_OBJ_GET_INFO_BY_FD, the type of the map behind that duplicate, so
+// the caller may close its copy at any time and the map read is the map
+// checked. NewPerfReader stores one perf event descriptor per CPU
 // in the array (key = CPU id, which is where bpf_perf_event_output with
 // BPF_F_CURRENT_CPU looks) and removes exactly those entries on Close. A
 // perf event array must therefore have at least as many entries as the

@@ -84,8 +84,9 @@ type PerfReader struct {
 // maps a ring of 1+PagesPerCPU pages for it and stores its descriptor in the
 // BPF_MAP_TYPE_PERF_EVENT_ARRAY mapFD at key = CPU, which is where
 // bpf_perf_event_output(ctx, &map, BPF_F_CURRENT_CPU, ...) looks for it.
-// The reader keeps its own duplicate of mapFD. A map of another type is an
-// error wrapping unix.EINVAL, as are invalid options.
+// The reader keeps its own duplicate of mapFD and checks the map behind that
+// duplicate. A map of another type is an error wrapping unix.EINVAL, as are
+// invalid options.
 func NewPerfReader(mapFD int, opts PerfOptions) (*PerfReader, error) {
 	pages := opts.PagesPerCPU
 	if pages == 0 {
@@ -115,16 +116,9 @@ func NewPerfReader(mapFD int, opts PerfOptions) (*PerfReader, error) {
 		wakeup = uint32(opts.WakeupEvents)
 	}
 
-	info, err := mapInfo(mapFD)
-	if err != nil {
-		return nil, fmt.Errorf("ringbuf: perf event array: %w", err)
-	}
-	if info.typ != unix.BPF_MAP_TYPE_PERF_EVENT_ARRAY {
-		return nil, fmt.Errorf("ringbuf: map type %d is not BPF_MAP_TYPE_PERF_EVENT_ARRAY: %w", info.typ, unix.EINVAL)
-	}
-
 	cpus, explicit := opts.CPUs, opts.CPUs != nil
 	if !explicit {
+		var err error
 		if cpus, err = onlineCPUs(); err != nil {
 			return nil, err
 		}
@@ -132,20 +126,24 @@ func NewPerfReader(mapFD int, opts PerfOptions) (*PerfReader, error) {
 	if len(cpus) == 0 {
 		return nil, fmt.Errorf("ringbuf: no CPUs to read: %w", unix.EINVAL)
 	}
+
+	r := &PerfReader{}
+	var info bpfMapInfo
+	var err error
+	if r.mapFD, info, err = openMap(mapFD, unix.BPF_MAP_TYPE_PERF_EVENT_ARRAY, "BPF_MAP_TYPE_PERF_EVENT_ARRAY"); err != nil {
+		return nil, fmt.Errorf("ringbuf: perf event array: %w", err)
+	}
 	seen := make(map[int]bool, len(cpus))
 	for _, cpu := range cpus {
 		if cpu < 0 || seen[cpu] {
+			r.release()
 			return nil, fmt.Errorf("ringbuf: CPU %d negative or listed twice: %w", cpu, unix.EINVAL)
 		}
 		if uint64(cpu) >= uint64(info.maxEntries) {
+			r.release()
 			return nil, fmt.Errorf("ringbuf: CPU %d has no slot in a perf event array of %d entries: %w", cpu, info.maxEntries, unix.E2BIG)
 		}
 		seen[cpu] = true
-	}
-
-	r := &PerfReader{mapFD: -1}
-	if r.mapFD, err = dupFD(mapFD); err != nil {
-		return nil, fmt.Errorf("ringbuf: %w", err)
 	}
 	if r.ep, err = newEpollSet(len(cpus)); err != nil {
 		r.release()

@@ -43,26 +43,26 @@ type RingReader struct {
 // read-write, the producer page and the data read-only. The kernel maps the
 // data area twice in a row, so a record that wraps the end of the ring is
 // still contiguous and is delivered without a copy. The reader keeps its own
-// duplicate of mapFD. A map of another type is an error wrapping unix.EINVAL.
+// duplicate of mapFD and checks the map behind that duplicate. A map of
+// another type is an error wrapping unix.EINVAL; a ring buffer created with
+// BPF_F_RB_OVERWRITE, whose producers overwrite unread records and whose
+// consumer protocol differs, is an error wrapping unix.EOPNOTSUPP.
 func NewRingReader(mapFD int) (*RingReader, error) {
-	info, err := mapInfo(mapFD)
+	dup, info, err := openMap(mapFD, unix.BPF_MAP_TYPE_RINGBUF, "BPF_MAP_TYPE_RINGBUF")
 	if err != nil {
 		return nil, fmt.Errorf("ringbuf: ring buffer map: %w", err)
 	}
-	if info.typ != unix.BPF_MAP_TYPE_RINGBUF {
-		return nil, fmt.Errorf("ringbuf: map type %d is not BPF_MAP_TYPE_RINGBUF: %w", info.typ, unix.EINVAL)
-	}
+	r := &RingReader{mapFD: dup, size: int(info.maxEntries)}
 	pageSize := os.Getpagesize()
-	size := int(info.maxEntries)
-	if !isPow2(uint64(size)) || size%pageSize != 0 {
-		return nil, fmt.Errorf("ringbuf: ring buffer of %d bytes: %w", size, unix.EINVAL)
-	}
-
-	r := &RingReader{mapFD: -1, size: size}
-	if r.mapFD, err = dupFD(mapFD); err != nil {
+	if err := checkRingFlags(info.mapFlags); err != nil {
+		r.release()
 		return nil, fmt.Errorf("ringbuf: %w", err)
 	}
-	if err := r.setup(pageSize, size); err != nil {
+	if !isPow2(uint64(r.size)) || r.size%pageSize != 0 {
+		r.release()
+		return nil, fmt.Errorf("ringbuf: ring buffer of %d bytes: %w", r.size, unix.EINVAL)
+	}
+	if err := r.setup(pageSize, r.size); err != nil {
 		r.release()
 		return nil, fmt.Errorf("ringbuf: %w", err)
 	}

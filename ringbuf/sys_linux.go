@@ -160,6 +160,45 @@ func munmap(b []byte) error {
 	return os.NewSyscallError("munmap", unix.Munmap(b))
 }
 
+// dupMap is dupFD for the map a constructor is given; tests replace it to
+// play a caller's descriptor number being reused between two steps.
+var dupMap = dupFD
+
+// openMap takes the reader's own reference to the caller's map and then
+// checks the type of the map behind that reference. Checking the duplicate
+// rather than the caller's number means the map kept is the map checked,
+// even if the caller's number is closed and reused meanwhile.
+func openMap(fd int, typ uint32, typName string) (int, bpfMapInfo, error) {
+	dup, err := dupMap(fd)
+	if err != nil {
+		return -1, bpfMapInfo{}, err
+	}
+	info, err := mapInfo(dup)
+	if err == nil && info.typ != typ {
+		err = fmt.Errorf("map type %d is not %s: %w", info.typ, typName, unix.EINVAL)
+	}
+	if err != nil {
+		closeFD(dup)
+		return -1, bpfMapInfo{}, err
+	}
+	return dup, info, nil
+}
+
+// bpfFRBOverwrite is BPF_F_RB_OVERWRITE (include/uapi/linux/bpf.h, Linux
+// 6.19): a ring buffer whose producers overwrite the oldest records when it
+// is full instead of failing, and whose consumer must follow an overwrite
+// position the reader here does not know about.
+const bpfFRBOverwrite = 1 << 19
+
+// checkRingFlags refuses the ring buffer flags whose consumer protocol the
+// reader does not implement.
+func checkRingFlags(flags uint32) error {
+	if flags&bpfFRBOverwrite != 0 {
+		return fmt.Errorf("ring buffer in overwrite mode (BPF_F_RB_OVERWRITE, map flags %#x): %w", flags, unix.EOPNOTSUPP)
+	}
+	return nil
+}
+
 // dupFD takes the reader's own reference to a caller's descriptor, so the
 // caller may close theirs and a reused descriptor number can never be
 // mistaken for the map.
