@@ -59,14 +59,29 @@ const (
 	soakChunk       = 64 // bytes per socket write
 	soakChunks      = 4  // chunks in flight per pair
 	soakRecord      = 64 // bytes per BPF record
-	soakPerfPages   = 64 // per CPU: 256 KiB rings
+	soakPerfPages   = 64 // per CPU: 256 KiB rings (EVENTPIPE_SOAK_PERF_PAGES)
 	soakRingSize    = 1 << 20
-	soakEmitBurst   = 16 // records per emitter burst, one burst per millisecond
+	soakEmitBurst   = 16 // records per emitter burst, one burst per millisecond (EVENTPIPE_SOAK_EMIT_BURST)
 	soakWorkEvery   = 2 * time.Millisecond
 	soakWorkers     = 4
 	soakHeapSlack   = 2 << 20 // absolute heap tolerance, on top of the relative one
 	soakHeapGrowthD = 4       // relative heap tolerance: 1/soakHeapGrowthD of the first sample
 )
+
+// soakKnob returns the positive integer in environment variable name, or
+// def. The perf knobs let a run shrink the rings and raise the emit rate
+// until the kernel drops records, to exercise the loss accounting.
+func soakKnob(t *testing.T, name string, def int) int {
+	t.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	require.NoError(t, err, name)
+	require.Greater(t, n, 0, name)
+	return n
+}
 
 // soakSample is the process state at the end of a quarter of the load.
 type soakSample struct {
@@ -347,7 +362,9 @@ func TestSoak(t *testing.T) {
 	perfProd, err := bpftest.NewPerfProducer(perfMap, soakRecord)
 	require.NoError(t, err)
 	t.Cleanup(func() { perfProd.Close() })
-	pr, err := ringbuf.NewPerfReader(perfMap.FD(), ringbuf.PerfOptions{PagesPerCPU: soakPerfPages})
+	perfPages := soakKnob(t, "EVENTPIPE_SOAK_PERF_PAGES", soakPerfPages)
+	emitBurst := soakKnob(t, "EVENTPIPE_SOAK_EMIT_BURST", soakEmitBurst)
+	pr, err := ringbuf.NewPerfReader(perfMap.FD(), ringbuf.PerfOptions{PagesPerCPU: perfPages})
 	require.NoError(t, err)
 	t.Cleanup(func() { pr.Close() })
 
@@ -466,7 +483,7 @@ func TestSoak(t *testing.T) {
 				return
 			default:
 			}
-			for range soakEmitBurst {
+			for range emitBurst {
 				if err := perfProd.Emit(perfPayload(buf, perfEmitted.Load())); err != nil {
 					t.Errorf("perf emit: %v", err)
 					return
@@ -485,7 +502,7 @@ func TestSoak(t *testing.T) {
 				return
 			default:
 			}
-			for range soakEmitBurst {
+			for range emitBurst {
 				seq := ringEmitted.Load()
 				binary.LittleEndian.PutUint64(buf, seq)
 				for k := 8; k < soakRecord; k++ {
