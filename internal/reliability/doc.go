@@ -15,12 +15,17 @@
 //     (panic_test.go), Close racing with Post and Send (closerace_test.go),
 //     and Stop from another goroutine in every phase (stop_test.go): the
 //     loop survives each, loses nothing and can run again.
-//   - Bad input (badinput_test.go): nil callbacks, negative durations, bad
-//     and closed descriptors, the wrong kind of BPF map, use after Close and
-//     garbage in ring memory give documented errors that errors.Is
-//     recognises, never a panic.
+//   - Bad input (badinput_test.go, garbage_test.go): nil callbacks,
+//     negative durations, bad and closed descriptors, the wrong kind of BPF
+//     map, use after Close, and garbage written into the kernel's ring
+//     memory give documented errors that errors.Is recognises, never a
+//     panic.
 //
 // The soak runs for about two seconds in the normal suite; set
 // EVENTPIPE_SOAK=1 (or pass -soak) to run it for EVENTPIPE_SOAK_DURATION
-// (default 25s). RELIABILITY.md at the repository root has the figures.
+// (or -soak.duration, default 25s). EVENTPIPE_SOAK_PERF_PAGES and
+// EVENTPIPE_SOAK_EMIT_BURST shrink its perf rings and raise its emit rate
+// until the kernel drops records. Tests log their figures on lines
+// containing "figures:"; RELIABILITY.md at the repository root collects
+// them.
 package reliability
