@@ -27,14 +27,32 @@
 //
 // # Reading
 //
-// Each reader exposes one descriptor, Fd, readable (level-triggered) when
-// there is something to drain; internally it is a small epoll instance over
-// the perf events or the ring buffer map. An event loop watches it and calls
-// Consume when it fires, which drains without blocking:
+// Each reader exposes one descriptor, Fd, level-triggered. An event loop
+// watches it and calls Consume when it fires, which drains without
+// blocking:
 //
 //	w, err := l.Watch(pr.Fd(), poller.Readable, func(poller.Events) {
 //		pr.Consume(ringbuf.Handler{Sample: d.Sample})
 //	})
+//
+// Checking either descriptor's readiness changes nothing, so the loop
+// watching it may itself be embedded in another poller. What readable means
+// differs:
+//
+//   - A RingReader's Fd is an epoll instance over the ring buffer map,
+//     readable while the ring holds anything the reader has not consumed.
+//   - A PerfReader's Fd is an eventfd that becomes readable when the kernel
+//     wakes the reader and stays readable until Consume or Poll. The kernel
+//     wakes it as PerfOptions says (after every record by default), so
+//     records can sit in a ring while Fd is not readable; see "Latency and
+//     wakeups". The perf events are kept out of Fd, even out of an epoll
+//     instance inside it, because polling a perf event clears its readiness:
+//     a host loop checking the descriptor of the loop the reader is watched
+//     in would eat the wakeups the loop then waits for. Instead each
+//     PerfReader runs one goroutine, parked in the Go runtime's netpoller
+//     between wakeups, that turns every wakeup into a write to the eventfd;
+//     that hop adds a few microseconds between the kernel's wakeup and
+//     Consume.
 //
 // Without a loop, Poll waits on the same descriptor and then drains. Records
 // are delivered without copying: the slice passed to a callback points into
@@ -48,11 +66,13 @@
 //
 // Consume and Poll of one reader must be called from one goroutine at a
 // time; a second concurrent call returns an error wrapping unix.EBUSY rather
-// than corrupting the ring. Fd, Stats, Size, Available and Close may be called from any
-// goroutine. Closing a reader while another goroutine is blocked in Poll
-// wakes that Poll, which returns an error wrapping os.ErrClosed; the
-// mappings stay valid until the running call returns, and that call
-// releases them.
+// than corrupting the ring. Fd, Stats, Size, Available and Close may be
+// called from any goroutine. Closing a reader while another goroutine is
+// blocked in Poll wakes that Poll, which returns an error wrapping
+// os.ErrClosed; the mappings stay valid until the running call returns, and
+// whichever of the two finishes last releases them. A handler that panics
+// ends the call: the record it was given counts as consumed, the rest stay
+// for the next call, and the reader remains usable.
 //
 // # Latency and wakeups
 //

@@ -73,6 +73,11 @@ func TestPerfReaderHandlerPanic(t *testing.T) {
 			if v := catchPanic(func() { call(panicAt(1)) }); v != "record 1" {
 				t.Fatalf("%s did not pass the handler's panic on: %v", method, v)
 			}
+			// Records are left, so Fd stays readable: a loop comes back
+			// for them.
+			if !fdReadable(t, r.Fd()) {
+				t.Fatal("Fd not readable after a panic left records behind")
+			}
 			if n, err := r.Consume(Handler{Sample: collect}); n != 3 || err != nil {
 				t.Fatalf("Consume after the panic = %d, %v (delivered %v)", n, err, got)
 			}

@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/eventpipe/eventpipe/eventfd"
+	"github.com/eventpipe/eventpipe/poller"
 )
 
 // DefaultPagesPerCPU is the size, in data pages, of each per-CPU perf ring
@@ -67,17 +70,21 @@ type perfCounters struct {
 // PerfReader reads the per-CPU perf event rings behind a
 // BPF_MAP_TYPE_PERF_EVENT_ARRAY. Consume and Poll must not run concurrently
 // with each other; Fd, CPUs, Stats and Close may be called from any
-// goroutine.
+// goroutine. Each reader runs one goroutine, which relays the kernel's
+// wakeups to Fd and ends in Close.
 type PerfReader struct {
-	g     guard
-	mapFD int // our duplicate of the caller's map descriptor
-	ep    *epollSet
-	rings []*perfRing
-	fds   []int    // perf event descriptors, parallel to rings
-	mmaps [][]byte // whole mappings, parallel to rings
-	keys  []uint32 // map keys we stored a descriptor at
-	cpus  []int    // CPU of each ring; never changes after NewPerfReader
-	stats perfCounters
+	g      guard
+	mapFD  int         // our duplicate of the caller's map descriptor
+	ready  *eventfd.FD // Fd: written by the relay (and Close), reset by Consume
+	relay  *perfRelay  // turns perf wakeups into writes to ready
+	waiter *poller.Poller
+	events [1]poller.Event // for waiter.Wait
+	rings  []*perfRing
+	fds    []int    // perf event descriptors, parallel to rings
+	mmaps  [][]byte // whole mappings, parallel to rings
+	keys   []uint32 // map keys we stored a descriptor at
+	cpus   []int    // CPU of each ring; never changes after NewPerfReader
+	stats  perfCounters
 }
 
 // NewPerfReader opens a PERF_COUNT_SW_BPF_OUTPUT event on each selected CPU,
@@ -145,7 +152,7 @@ func NewPerfReader(mapFD int, opts PerfOptions) (*PerfReader, error) {
 		}
 		seen[cpu] = true
 	}
-	if r.ep, err = newEpollSet(len(cpus)); err != nil {
+	if err := r.setupWakeup(); err != nil {
 		r.release()
 		return nil, fmt.Errorf("ringbuf: %w", err)
 	}
@@ -166,11 +173,29 @@ func NewPerfReader(mapFD int, opts PerfOptions) (*PerfReader, error) {
 	return r, nil
 }
 
+// setupWakeup creates Fd's eventfd, the poller Poll waits in, and the relay
+// that writes to the eventfd when the kernel wakes the reader. The relay
+// runs before the first perf event exists, so no wakeup can precede it.
+func (r *PerfReader) setupWakeup() error {
+	var err error
+	if r.ready, err = eventfd.New(0, eventfd.NonBlocking); err != nil {
+		return err
+	}
+	if r.waiter, err = poller.New(); err != nil {
+		return err
+	}
+	if err = r.waiter.Add(r.ready.Fd(), poller.Readable, 0); err != nil {
+		return err
+	}
+	r.relay, err = startRelay(r.ready)
+	return err
+}
+
 // openEvent opens a CPU's perf event; tests replace it to make a CPU answer
 // ENODEV, as one going offline does.
 var openEvent = openBPFOutput
 
-// openCPU sets up one CPU's event, ring, epoll registration and map slot.
+// openCPU sets up one CPU's event, ring, relay registration and map slot.
 // Whatever it acquired is recorded in r before the next step, so release
 // undoes a partial setup.
 func (r *PerfReader) openCPU(cpu, pages int, wakeup uint32, watermark bool) error {
@@ -192,7 +217,7 @@ func (r *PerfReader) openCPU(cpu, pages int, wakeup uint32, watermark bool) erro
 	}
 	r.rings = append(r.rings, ring)
 	r.cpus = append(r.cpus, cpu)
-	if err := r.ep.add(fd, int32(len(r.rings)-1)); err != nil {
+	if err := r.relay.add(fd); err != nil {
 		return err
 	}
 	if err := perfEnable(fd); err != nil {
@@ -205,16 +230,20 @@ func (r *PerfReader) openCPU(cpu, pages int, wakeup uint32, watermark bool) erro
 	return nil
 }
 
-// Fd returns the descriptor to watch for input (level-triggered): an epoll
-// instance over the per-CPU perf events, readable when the kernel has woken
-// the reader for at least one ring. The kernel reports each wakeup once (a
-// perf event's readiness is cleared when it is polled), so call Consume
-// every time Fd fires. It returns -1 after Close.
+// Fd returns the descriptor to watch for input, level-triggered: an eventfd
+// that becomes readable when the kernel wakes the reader for any of its
+// rings and stays readable until Consume or Poll resets it. The kernel wakes
+// the reader after every record by default, or as PerfOptions.WakeupEvents
+// or Watermark say, so records can sit in a ring while Fd is not readable.
+// Checking Fd's readiness changes nothing, so it may be watched by a loop
+// that is itself embedded in another poller; reading it, though, is
+// Consume's job, and a wakeup read by anyone else is lost. Fd also becomes
+// readable when Close interrupts a running call. It returns -1 after Close.
 func (r *PerfReader) Fd() int {
 	if r.g.closed() {
 		return -1
 	}
-	return r.ep.epfd
+	return r.ready.Fd()
 }
 
 // CPUs returns the CPUs the reader has a ring on, in ring order.
@@ -244,7 +273,8 @@ func (r *PerfReader) Consume(h Handler) (n int, err error) {
 }
 
 // Poll waits up to timeout (forever if negative, not at all if zero) for the
-// kernel to wake the reader, then drains as Consume does. It returns 0 and
+// kernel to wake the reader, that is for Fd to be readable, then drains as
+// Consume does. It returns 0 and
 // no error when the timeout passes. A Close from another goroutine wakes a
 // blocked Poll, which then returns an error wrapping os.ErrClosed.
 func (r *PerfReader) Poll(timeout time.Duration, h Handler) (n int, err error) {
@@ -252,16 +282,28 @@ func (r *PerfReader) Poll(timeout time.Duration, h Handler) (n int, err error) {
 		return 0, err
 	}
 	defer func() { err = r.leave(err) }() // see Consume
-	ready, err := r.ep.wait(timeout)
-	if err == nil && ready && !r.g.closed() {
+	ready, err := r.waiter.Wait(r.events[:], timeout)
+	if err == nil && ready > 0 && !r.g.closed() {
 		n, err = r.consumeAll(&h)
 	}
 	return n, err
 }
 
-func (r *PerfReader) consumeAll(h *Handler) (int, error) {
-	total := 0
-	var first error
+func (r *PerfReader) consumeAll(h *Handler) (total int, first error) {
+	// Reset Fd before draining, not after: a wakeup that comes in during the
+	// drain then leaves Fd readable, whether or not its records made it into
+	// this batch, instead of being forgotten.
+	if _, err := r.ready.Read(); err != nil && !errors.Is(err, unix.EAGAIN) {
+		return 0, fmt.Errorf("ringbuf: %w", err)
+	}
+	drained := false
+	defer func() {
+		if !drained {
+			// A handler panicked and left records behind: keep Fd
+			// readable, so that a loop comes back for them.
+			_ = r.ready.Write(1)
+		}
+	}()
 	for _, ring := range r.rings {
 		n, err := ring.consume(h, &r.stats, &r.g)
 		total += n
@@ -269,6 +311,7 @@ func (r *PerfReader) consumeAll(h *Handler) (int, error) {
 			first = fmt.Errorf("ringbuf: CPU %d: %w", ring.cpu, err)
 		}
 	}
+	drained = true
 	return total, first
 }
 
@@ -296,11 +339,12 @@ func (r *PerfReader) Stats() PerfStats {
 	}
 }
 
-// Close removes the descriptors the reader stored in the map, unmaps its
-// rings and closes every descriptor it opened. If a Consume or Poll is
-// running on another goroutine (or Close is called from a handler), Close
-// wakes it and the running call releases everything before it returns. A
-// second Close returns an error wrapping os.ErrClosed.
+// Close removes the descriptors the reader stored in the map, stops the
+// reader's goroutine, unmaps its rings and closes every descriptor it
+// opened. If a Consume or Poll is running on another goroutine (or Close is
+// called from a handler), Close wakes it, and whichever of the two finishes
+// last releases everything. A second Close returns an error wrapping
+// os.ErrClosed.
 func (r *PerfReader) Close() error {
 	wake, err := r.g.close()
 	if err != nil {
@@ -310,7 +354,7 @@ func (r *PerfReader) Close() error {
 		closeHook()
 	}
 	if wake {
-		err = r.ep.wake()
+		err = r.ready.Write(1)
 	}
 	if r.g.exitShared() {
 		return errors.Join(err, r.release())
@@ -328,6 +372,11 @@ func (r *PerfReader) release() error {
 		}
 	}
 	r.keys = nil
+	// The relay goes before the eventfd it writes to.
+	if r.relay != nil {
+		errs = append(errs, r.relay.close())
+		r.relay = nil
+	}
 	for _, mem := range r.mmaps {
 		errs = append(errs, munmap(mem))
 	}
@@ -336,8 +385,11 @@ func (r *PerfReader) release() error {
 		errs = append(errs, closeFD(fd))
 	}
 	r.fds = nil
-	if r.ep != nil {
-		errs = append(errs, r.ep.close())
+	if r.waiter != nil {
+		errs = append(errs, r.waiter.Close())
+	}
+	if r.ready != nil {
+		errs = append(errs, r.ready.Close())
 	}
 	errs = append(errs, closeFD(r.mapFD))
 	return errors.Join(errs...)

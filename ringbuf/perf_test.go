@@ -588,3 +588,77 @@ func TestPerfReaderSkipsCPUsWithoutEvents(t *testing.T) {
 	}
 	before.Check(t)
 }
+
+// fdReadable reports whether fd is readable now, by poll(2): a readiness
+// check like the one a host loop embedding ours makes.
+func fdReadable(t testing.TB, fd int) bool {
+	t.Helper()
+	for {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("poll: %v", err)
+		}
+		return n == 1 && fds[0].Revents&unix.POLLIN != 0
+	}
+}
+
+// waitReadable blocks until fd is readable.
+func waitReadable(t testing.TB, fd int) {
+	t.Helper()
+	for {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+			if err != nil {
+				t.Fatalf("poll: %v", err)
+			}
+			return
+		}
+	}
+}
+
+// TestPerfReaderFdIsLevelTriggered: checking Fd's readiness, any number of
+// times and through any nesting, leaves it readable until Consume. A perf
+// event clears its readiness when polled, so a reader whose Fd reached the
+// perf events would be readable for the first check only.
+func TestPerfReaderFdIsLevelTriggered(t *testing.T) {
+	m := newPerfArray(t)
+	cpu := testCPUs(t)[0]
+	r := newPerfReader(t, m, PerfOptions{CPUs: []int{cpu}})
+	p, err := bpftest.NewPerfProducer(m, 16)
+	p = newProducer(t, p, err)
+	outer, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(outer)
+	if err := unix.EpollCtl(outer, unix.EPOLL_CTL_ADD, r.Fd(), &unix.EpollEvent{Events: unix.EPOLLIN}); err != nil {
+		t.Fatal(err)
+	}
+
+	if fdReadable(t, r.Fd()) {
+		t.Fatal("Fd readable before any record")
+	}
+	emitSeq(t, p, cpu, 0, 3)
+	waitReadable(t, r.Fd())
+	for i := 0; i < 5; i++ {
+		if !fdReadable(t, outer) || !fdReadable(t, r.Fd()) {
+			t.Fatalf("check %d: readiness gone before Consume", i)
+		}
+	}
+	if n, err := r.Consume(Handler{}); n != 3 || err != nil {
+		t.Fatalf("Consume = %d, %v", n, err)
+	}
+	if fdReadable(t, r.Fd()) || fdReadable(t, outer) {
+		t.Fatal("Fd still readable after Consume drained everything")
+	}
+	// The next wakeup makes it readable again.
+	emitSeq(t, p, cpu, 3, 4)
+	waitReadable(t, outer)
+	if n, err := r.Poll(0, Handler{}); n != 1 || err != nil {
+		t.Fatalf("Poll = %d, %v", n, err)
+	}
+}

@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/eventpipe/eventpipe/eventfd"
+	"github.com/eventpipe/eventpipe/poller"
 )
 
 // RingStats counts what a RingReader has drained since it was created.
@@ -29,14 +32,16 @@ type ringCounters struct {
 // Consume and Poll must not run concurrently with each other; Fd, Size,
 // Available, Stats and Close may be called from any goroutine.
 type RingReader struct {
-	g     guard
-	mapFD int // our duplicate of the caller's map descriptor
-	ep    *epollSet
-	ring  *bpfRing
-	cons  []byte // consumer page, read-write
-	prod  []byte // producer page and the data area mapped twice, read-only
-	size  int
-	stats ringCounters
+	g      guard
+	mapFD  int             // our duplicate of the caller's map descriptor
+	ep     *poller.Poller  // Fd: the map, readable while it holds data, and wake
+	wake   *eventfd.FD     // written by Close to interrupt a Poll
+	events [2]poller.Event // for ep.Wait
+	ring   *bpfRing
+	cons   []byte // consumer page, read-write
+	prod   []byte // producer page and the data area mapped twice, read-only
+	size   int
+	stats  ringCounters
 }
 
 // NewRingReader maps the BPF_MAP_TYPE_RINGBUF mapFD: the consumer page
@@ -80,10 +85,16 @@ func (r *RingReader) setup(pageSize, size int) error {
 	if r.ring, err = newBPFRing(r.cons, r.prod[:pageSize], r.prod[pageSize:]); err != nil {
 		return err
 	}
-	if r.ep, err = newEpollSet(1); err != nil {
+	if r.wake, err = eventfd.New(0, eventfd.NonBlocking); err != nil {
 		return err
 	}
-	return r.ep.add(r.mapFD, 0)
+	if r.ep, err = poller.New(); err != nil {
+		return err
+	}
+	if err = r.ep.Add(r.wake.Fd(), poller.Readable, 1); err != nil {
+		return err
+	}
+	return r.ep.Add(r.mapFD, poller.Readable, 0)
 }
 
 // Fd returns the descriptor to watch for input (level-triggered): an epoll
@@ -93,7 +104,7 @@ func (r *RingReader) Fd() int {
 	if r.g.closed() {
 		return -1
 	}
-	return r.ep.epfd
+	return r.ep.Fd()
 }
 
 // Size returns the size of the ring's data area in bytes.
@@ -147,8 +158,8 @@ func (r *RingReader) Poll(timeout time.Duration, fn func(data []byte)) (n int, e
 		return 0, err
 	}
 	defer func() { err = r.leave(err) }() // see Consume
-	ready, err := r.ep.wait(timeout)
-	if err == nil && ready && !r.g.closed() {
+	ready, err := r.ep.Wait(r.events[:], timeout)
+	if err == nil && ready > 0 && !r.g.closed() {
 		n, err = r.ring.consume(fn, &r.stats, &r.g)
 	}
 	return n, err
@@ -177,8 +188,9 @@ func (r *RingReader) Stats() RingStats {
 
 // Close unmaps the ring and closes every descriptor the reader opened. If a
 // Consume or Poll is running on another goroutine (or Close is called from
-// the callback), Close wakes it and the running call releases everything
-// before it returns. A second Close returns an error wrapping os.ErrClosed.
+// the callback), Close wakes it, and whichever of the two finishes last
+// releases everything. A second Close returns an error wrapping
+// os.ErrClosed.
 func (r *RingReader) Close() error {
 	wake, err := r.g.close()
 	if err != nil {
@@ -188,7 +200,7 @@ func (r *RingReader) Close() error {
 		closeHook()
 	}
 	if wake {
-		err = r.ep.wake()
+		err = r.wake.Write(1)
 	}
 	if r.g.exitShared() {
 		return errors.Join(err, r.release())
@@ -200,7 +212,10 @@ func (r *RingReader) release() error {
 	errs := []error{munmap(r.prod), munmap(r.cons)}
 	r.prod, r.cons = nil, nil
 	if r.ep != nil {
-		errs = append(errs, r.ep.close())
+		errs = append(errs, r.ep.Close())
+	}
+	if r.wake != nil {
+		errs = append(errs, r.wake.Close())
 	}
 	errs = append(errs, closeFD(r.mapFD))
 	return errors.Join(errs...)

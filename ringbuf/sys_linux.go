@@ -6,7 +6,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -215,99 +214,6 @@ func closeFD(fd int) error {
 		return nil
 	}
 	return os.NewSyscallError("close", unix.Close(fd))
-}
-
-// epollSet is a reader's own epoll instance: the descriptor a user's loop
-// watches, the kernel objects that make it readable, and an eventfd that
-// Close writes to wake a blocked Poll.
-type epollSet struct {
-	epfd   int
-	wakefd int
-	events []unix.EpollEvent
-}
-
-// wakeToken marks the wake eventfd in epoll_event.data; ring tokens are
-// small non-negative indexes.
-const wakeToken = -1
-
-func newEpollSet(n int) (*epollSet, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil, os.NewSyscallError("epoll_create1", err)
-	}
-	wakefd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		unix.Close(epfd)
-		return nil, os.NewSyscallError("eventfd2", err)
-	}
-	e := &epollSet{epfd: epfd, wakefd: wakefd, events: make([]unix.EpollEvent, n+1)}
-	if err := e.add(wakefd, wakeToken); err != nil {
-		e.close()
-		return nil, err
-	}
-	return e, nil
-}
-
-// add watches fd for input, level-triggered, under token.
-func (e *epollSet) add(fd int, token int32) error {
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: token}
-	if err := unix.EpollCtl(e.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		return os.NewSyscallError("epoll_ctl", err)
-	}
-	return nil
-}
-
-// wait blocks until a watched object is readable or timeout passes (forever
-// when timeout < 0). It reports whether anything is readable; EINTR is
-// retried with the time left.
-func (e *epollSet) wait(timeout time.Duration) (bool, error) {
-	var deadline time.Time
-	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
-	}
-	for {
-		n, err := unix.EpollWait(e.epfd, e.events, epollMillis(timeout))
-		if err == nil {
-			return n > 0, nil
-		}
-		if !errors.Is(err, unix.EINTR) {
-			return false, os.NewSyscallError("epoll_wait", err)
-		}
-		if timeout > 0 {
-			if timeout = time.Until(deadline); timeout <= 0 {
-				return false, nil
-			}
-		}
-	}
-}
-
-// epollMillis converts a timeout to epoll_wait's milliseconds, rounding up
-// so a short positive timeout does not turn into a non-blocking poll.
-func epollMillis(d time.Duration) int {
-	switch {
-	case d < 0:
-		return -1
-	case d == 0:
-		return 0
-	}
-	ms := (d + time.Millisecond - 1) / time.Millisecond
-	if ms > 1<<31-1 {
-		return 1<<31 - 1
-	}
-	return int(ms)
-}
-
-// wake makes the set readable for good, so a Poll blocked in wait returns.
-func (e *epollSet) wake() error {
-	var one = [8]byte{1}
-	if _, err := unix.Write(e.wakefd, one[:]); err != nil && !errors.Is(err, unix.EAGAIN) {
-		return os.NewSyscallError("write(eventfd)", err)
-	}
-	return nil
-}
-
-func (e *epollSet) close() error {
-	return errors.Join(closeFD(e.wakefd), closeFD(e.epfd))
 }
 
 // onlineCPUs reads the kernel's list of online CPUs.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"testing"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -50,25 +49,6 @@ func TestParseCPUList(t *testing.T) {
 	for _, in := range []string{"", "a", "1-", "-1", "3-1", "0,,1", "1-2-3"} {
 		if got, err := parseCPUList(in); !errors.Is(err, unix.EINVAL) {
 			t.Errorf("parseCPUList(%q) = %v, %v; want EINVAL", in, got, err)
-		}
-	}
-}
-
-func TestEpollMillis(t *testing.T) {
-	cases := map[time.Duration]int{
-		-1:                      -1,
-		-time.Hour:              -1,
-		0:                       0,
-		1:                       1, // never a busy poll for a positive timeout
-		time.Millisecond:        1,
-		time.Millisecond + 1:    2,
-		1500 * time.Microsecond: 2,
-		time.Second:             1000,
-		1 << 62:                 1<<31 - 1,
-	}
-	for d, want := range cases {
-		if got := epollMillis(d); got != want {
-			t.Errorf("epollMillis(%v) = %d, want %d", d, got, want)
 		}
 	}
 }
