@@ -48,8 +48,10 @@ func NewDispatcher() *Dispatcher {
 // registration order starting at 0, so a BPF program can mirror them in an
 // enum. fn receives the CPU the record came from (-1 when the source has
 // none, as for a BPF ring buffer) and the record after its category, valid
-// only during the call. A nil fn registers a category whose records are
-// dropped.
+// only during the call. fn must not modify payload: it is the reader's
+// view of the ring, read-only for a BPF ring buffer (a write faults with
+// SIGSEGV, which Go cannot recover from) and shared with the kernel for a
+// perf ring. A nil fn registers a category whose records are dropped.
 func (d *Dispatcher) Register(fn func(cpu int, payload []byte)) uint32 {
 	d.mu.Lock()
 	defer d.mu.Unlock()

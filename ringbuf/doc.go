@@ -62,7 +62,10 @@
 // row by the kernel, so their records are always contiguous). Consume and
 // Poll allocate nothing per record and advance the ring's consumer position
 // once per batch, so the producer's cache line is written once per drain,
-// not once per record.
+// not once per record. Callbacks must not modify the slice: a BPF ring
+// buffer is mapped read-only, and a write faults with SIGSEGV, which Go
+// cannot recover from; a write into a perf record lands in the ring the
+// kernel writes.
 //
 // Consume and Poll of one reader must be called from one goroutine at a
 // time; a second concurrent call returns an error wrapping unix.EBUSY rather
@@ -79,7 +82,9 @@
 // By default the kernel wakes a perf reader after every record: lowest
 // latency, one wakeup (and one trip through the event loop) per record.
 // PerfOptions.WakeupEvents = n wakes it once every n records per CPU, and
-// PerfOptions.Watermark = b once b bytes are pending in a ring. Both trade
+// PerfOptions.Watermark = b each time more than b bytes have been written
+// to a ring since its previous wakeup point (written, not pending: what the
+// reader consumed meanwhile does not count). Both trade
 // latency for fewer wakeups, and with both a quiet CPU can hold records
 // back indefinitely: records below the threshold wait until more arrive or
 // until something else makes the application call Consume (a timer, say).
@@ -88,7 +93,11 @@
 // pick it well below the ring size. The BPF ring buffer wakes the reader
 // when a record is committed while the reader has caught up, unless the
 // program passes BPF_RB_NO_WAKEUP (or forces one with BPF_RB_FORCE_WAKEUP);
-// that choice belongs to the BPF program.
+// that choice belongs to the BPF program. A ring buffer's readiness is its
+// fill level, reserved records included: while the next record to read is
+// reserved but not yet committed, Fd stays readable and Consume delivers
+// nothing past it, so a level-triggered loop spins until the
+// producer commits, as libbpf's does.
 //
 // # Untrusted input
 //

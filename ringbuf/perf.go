@@ -28,6 +28,8 @@ type Handler struct {
 	// keep records 8-byte aligned. data points into the ring (or into the
 	// reader's scratch buffer for a record that wraps the ring's end) and is
 	// valid only until Sample returns; copy what must outlive the call.
+	// Sample must not modify data: a write lands in the ring the kernel
+	// shares with the reader.
 	Sample func(cpu int, data []byte)
 	// Lost receives the number of records the kernel dropped on cpu because
 	// the ring was full, as it reported in a PERF_RECORD_LOST record.
@@ -44,9 +46,13 @@ type PerfOptions struct {
 	// records instead of after each one (the default, 1). Mutually exclusive
 	// with Watermark.
 	WakeupEvents int
-	// Watermark, when non-zero, makes the kernel wake the reader once this
-	// many bytes have been written to a ring. It must be smaller than the
-	// ring (PagesPerCPU pages). Mutually exclusive with WakeupEvents.
+	// Watermark, when non-zero, makes the kernel wake the reader by bytes
+	// instead of records: when a record takes the bytes written to a ring
+	// since its last wakeup point past Watermark (record headers included),
+	// the kernel wakes the reader and moves the wakeup point on by
+	// Watermark bytes. The count is of bytes written, not of bytes pending:
+	// Consume does not reset it. It must be smaller than the ring
+	// (PagesPerCPU pages). Mutually exclusive with WakeupEvents.
 	Watermark int
 	// CPUs lists the CPUs to open rings on; nil means every online CPU.
 	// Online CPUs that answer ENODEV are skipped; an explicit CPU that fails
@@ -256,7 +262,8 @@ func (r *PerfReader) CPUs() []int {
 // advanced once for the whole batch. It returns the number of samples
 // delivered. A corrupt ring is resynchronised (its pending records dropped)
 // and reported as an error wrapping ErrCorrupt after the other rings have
-// been drained. Consume allocates nothing.
+// been drained. Consume allocates nothing. Handlers must not modify the
+// data they are given (see Handler).
 //
 // A panic in a handler ends the call and propagates to the caller: the
 // record the handler was given counts as consumed, the records after it

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -341,7 +342,7 @@ func TestPerfReaderWakeupEvents(t *testing.T) {
 
 // TestPerfReaderWatermark is TestPerfReaderWakeupEvents for a byte
 // watermark: the kernel wakes the reader once more than Watermark bytes
-// are pending.
+// have been written.
 func TestPerfReaderWatermark(t *testing.T) {
 	m := newPerfArray(t)
 	cpu := testCPUs(t)[0]
@@ -351,6 +352,31 @@ func TestPerfReaderWatermark(t *testing.T) {
 	p, err := bpftest.NewPerfProducer(m, size)
 	p = newProducer(t, p, err)
 	testWakeupAfter(t, r, p, cpu, 3)
+}
+
+// TestPerfReaderWatermarkCountsWrittenBytes: the watermark counts bytes
+// written since the last wakeup point, not bytes pending, so records the
+// reader consumed before the wakeup still count towards it.
+func TestPerfReaderWatermarkCountsWrittenBytes(t *testing.T) {
+	m := newPerfArray(t)
+	cpu := testCPUs(t)[0]
+	const size = 40
+	rec := bpftest.PerfRecordLen(size)
+	r := newPerfReader(t, m, PerfOptions{PagesPerCPU: 1, CPUs: []int{cpu}, Watermark: 2*rec + 1})
+	p, err := bpftest.NewPerfProducer(m, size)
+	p = newProducer(t, p, err)
+	emitSeq(t, p, cpu, 0, 2)
+	if fdReadable(t, r.Fd()) {
+		t.Fatal("woken below the watermark")
+	}
+	if n, err := r.Consume(Handler{}); n != 2 || err != nil {
+		t.Fatalf("Consume = %d, %v", n, err)
+	}
+	// One record pending, three written: past the watermark.
+	emitSeq(t, p, cpu, 2, 3)
+	if n, err := r.Poll(time.Minute, Handler{}); n != 1 || err != nil {
+		t.Fatalf("Poll after the third record = %d, %v; want a wakeup for 1 pending record", n, err)
+	}
 }
 
 func testWakeupAfter(t *testing.T, r *PerfReader, p *bpftest.Producer, cpu, n int) {

@@ -31,6 +31,15 @@ type ringCounters struct {
 // programs fill with bpf_ringbuf_output or bpf_ringbuf_reserve/submit.
 // Consume and Poll must not run concurrently with each other; Fd, Size,
 // Available, Stats and Close may be called from any goroutine.
+//
+// The kernel reports the ring readable while producers have reserved more
+// than the reader consumed, committed or not. A record a producer has
+// reserved but not yet committed (or discarded) therefore keeps Fd readable
+// while Consume can deliver nothing past it: a level-triggered watcher, and
+// a caller looping on Poll, spin until the producer commits. libbpf's
+// ring_buffer__poll behaves the same. BPF programs hold a reservation for
+// the length of one program run, so the spin is short unless a program
+// that reserved was stopped mid-run (a sleepable program, say).
 type RingReader struct {
 	g      guard
 	mapFD  int             // our duplicate of the caller's map descriptor
@@ -98,7 +107,9 @@ func (r *RingReader) setup(pageSize, size int) error {
 }
 
 // Fd returns the descriptor to watch for input (level-triggered): an epoll
-// instance over the ring buffer map, readable while the ring holds data. It
+// instance over the ring buffer map, readable while the ring holds anything
+// the reader has not consumed, including a record reserved but not yet
+// committed (see RingReader). Checking its readiness changes nothing. It
 // returns -1 after Close.
 func (r *RingReader) Fd() int {
 	if r.g.closed() {
@@ -128,10 +139,12 @@ func (r *RingReader) Available() int {
 
 // Consume delivers, in order, the records committed when it starts, stopping
 // at the first record a producer has reserved but not yet committed (the
-// ring stays readable, so the next Poll comes back for it). Discarded
-// records are skipped and acknowledged. The consumer position is stored once
-// for the whole batch. data points into the ring and is valid only until fn
-// returns. It returns the number of records delivered; a corrupt ring is
+// ring stays readable, so the next Poll comes back for it; see RingReader).
+// Discarded records are skipped and acknowledged. The consumer position is
+// stored once for the whole batch. data points into the ring and is valid
+// only until fn returns. fn must not modify data: the ring is mapped
+// read-only, and a write faults with SIGSEGV, which Go cannot recover from.
+// It returns the number of records delivered; a corrupt ring is
 // resynchronised and reported with an error wrapping ErrCorrupt. A nil fn
 // drops the records (they are still consumed and counted). Consume
 // allocates nothing.
@@ -151,7 +164,8 @@ func (r *RingReader) Consume(fn func(data []byte)) (n int, err error) {
 
 // Poll waits up to timeout (forever if negative, not at all if zero) for the
 // ring to hold data, then drains as Consume does. It returns 0 and no error
-// when the timeout passes. A Close from another goroutine wakes a blocked
+// when the timeout passes, and also, without waiting, while the first
+// record in the ring is reserved but not committed (see RingReader). A Close from another goroutine wakes a blocked
 // Poll, which then returns an error wrapping os.ErrClosed.
 func (r *RingReader) Poll(timeout time.Duration, fn func(data []byte)) (n int, err error) {
 	if err := r.g.enter("poll"); err != nil {
