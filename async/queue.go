@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -17,32 +18,51 @@ var errClosed = fmt.Errorf("async: %w", os.ErrClosed)
 
 // Queue is a FIFO of tasks with a pollable wakeup. Post and Wake may be
 // called from any goroutine; Drain from one consumer goroutine at a time.
+//
+// The tasks live in a linked list of fixed-size segments. A producer claims
+// a slot with one atomic add on the tail segment's counter, so producers
+// share no lock; a mutex is taken only to link a new segment, once per
+// segment, and by Close.
 type Queue struct {
-	efd *eventfd.FD
+	// Read by every Post, written only at segment boundaries and by Close.
+	tail   atomic.Pointer[segment]
+	closed atomic.Bool
+	efd    *eventfd.FD
+	_      [cacheLine - 24]byte
 
 	// pending is set by the producer that made the wakeup write and cleared
-	// by the consumer after it consumed that write; while set, producers
-	// skip the write.
+	// by the consumer before it looks for work; while set, producers skip
+	// the write.
 	pending atomic.Bool
 	writes  atomic.Uint64
-	ran     atomic.Uint64
 
 	// fdMu is held shared around every use of efd's descriptor number and
 	// exclusively by Close, so a write racing with Close can never land on
 	// a descriptor that reused the number.
 	fdMu sync.RWMutex
 
-	mu     sync.Mutex
-	tasks  []func() // accepted, not yet taken by Drain
-	spare  []func() // the previous batch's storage, reused to avoid allocating
-	closed bool
+	// growMu serialises linking a segment at the tail with Close: while it
+	// is held nobody else is half-way through either, so the tail is open,
+	// linked and last. It also guards free.
+	growMu sync.Mutex
+	free   []*segment // retired segments for reuse, at most maxFree
+	// spill takes retired segments beyond maxFree: a burst that recurs
+	// finds them there, and the collector frees them once bursts stop.
+	// It is this queue's own, because a producer may still claim from a
+	// retired segment (see segment.retire).
+	spill sync.Pool
+	_     [cacheLine]byte
 
-	// batch is the slice Drain is running; next is the index of the next
-	// task to run. Kept on the Queue so a panicking task leaves the rest
-	// for the next Drain.
-	batch     []func()
-	next      int
-	batchLeft atomic.Int64 // len(batch)-next, for Len from any goroutine
+	// The consumer's place: the next task is head.slots[hidx], of
+	// generation hgen. Kept on the Queue so a panicking task leaves the
+	// rest for the next Drain.
+	head *segment
+	hidx int
+	hgen uint32
+	// pos counts the tasks taken by the consumer, so Len from any
+	// goroutine is the accepted count less pos.
+	pos atomic.Uint64
+	ran atomic.Uint64
 }
 
 // NewQueue creates an empty queue with its own non-blocking eventfd.
@@ -51,7 +71,11 @@ func NewQueue() (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("async: %w", err)
 	}
-	return &Queue{efd: efd}, nil
+	s := newSegment()
+	s.open()
+	q := &Queue{efd: efd, head: s, hgen: gen(s.claimed.Load())}
+	q.tail.Store(s)
+	return q, nil
 }
 
 // Fd returns the descriptor that is readable while tasks wait (or a Wake is
@@ -61,29 +85,110 @@ func (q *Queue) Fd() int { return q.efd.Fd() }
 // Post appends fn to the queue and wakes the consumer unless a wakeup is
 // already pending. It fails with ErrNilTask for a nil fn and with an error
 // wrapping os.ErrClosed after Close. It allocates nothing beyond fn itself
-// once the queue's storage has grown to its working size.
+// once the queue holds as many segments as its backlog needs.
 func (q *Queue) Post(fn func()) error {
 	if fn == nil {
 		return ErrNilTask
 	}
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
+	if q.closed.Load() {
 		return errClosed
 	}
-	q.tasks = append(q.tasks, fn)
-	q.mu.Unlock()
-	q.signal()
+	return q.claim(q.tail.Load(), fn)
+}
+
+// claim puts fn in the next free slot, starting from s, which was the tail
+// when it was loaded and may since have filled or been retired.
+func (q *Queue) claim(s *segment, fn func()) error {
+	for {
+		c := s.claimed.Add(1)
+		if c&closedBit != 0 {
+			// Close came first; the claim, beyond closeAt, counts
+			// for nothing.
+			return errClosed
+		}
+		if i := c&countMask - 1; i < segSize && c&notOpenBit == 0 {
+			sl := &s.slots[i]
+			sl.fn = fn
+			sl.ready.Store(gen(c)) // publishes fn to the consumer
+			q.signal()
+			return nil
+		}
+		// s is full, or it was retired while we held it: move on.
+		if err := q.grow(s); err != nil {
+			return err
+		}
+		s = q.tail.Load()
+	}
+}
+
+// grow links a new segment after full, if full is still the tail, and makes
+// the new one the tail. A producer calls it when its claim found full
+// without room, so it was full, or already retired and perhaps reused.
+func (q *Queue) grow(full *segment) error {
+	q.growMu.Lock()
+	defer q.growMu.Unlock()
+	t := q.tail.Load()
+	if t != full {
+		return nil // someone moved the tail on: retry there
+	}
+	c := t.claimed.Load()
+	if c&closedBit != 0 {
+		return errClosed
+	}
+	if c&countMask < segSize {
+		// full was retired and reused as the tail since our claim,
+		// which counted against its earlier incarnation: retry.
+		return nil
+	}
+	var s *segment
+	if n := len(q.free); n > 0 {
+		s = q.free[n-1]
+		q.free[n-1] = nil
+		q.free = q.free[:n-1]
+	} else if v := q.spill.Get(); v != nil {
+		s = v.(*segment)
+	} else {
+		s = newSegment()
+	}
+	s.base.Store(t.base.Load() + segSize)
+	t.next.Store(s)
+	q.tail.Store(s)
+	// Open only now that s is linked and the tail: a producer that took
+	// s from the tail in its earlier incarnation may claim from it any
+	// time after this, and its task must be on the list.
+	s.open()
 	return nil
+}
+
+// acceptedEnd returns the queue position just past the last accepted task.
+// Any goroutine may call it.
+func (q *Queue) acceptedEnd() uint64 {
+	for {
+		t := q.tail.Load()
+		b := t.base.Load()
+		c := t.claimed.Load()
+		// If t was the tail before and after reading c, and its base did
+		// not change, c is of the live tail (base grows with every reuse).
+		// No segment after the tail is open, so nothing beyond it counts.
+		if c&notOpenBit == 0 && q.tail.Load() == t && t.base.Load() == b {
+			if c&closedBit == 0 {
+				return b + accepted(c)
+			}
+			q.growMu.Lock() // Close sets closeAt under it, with closedBit
+			n := t.closeAt
+			q.growMu.Unlock()
+			return b + n
+		}
+		// A segment is being linked, under growMu: wait for it.
+		q.growMu.Lock()
+		q.growMu.Unlock()
+	}
 }
 
 // Wake makes Fd readable without queueing a task, coalescing like Post. It
 // is how a consumer is asked to look at state other than the queue.
 func (q *Queue) Wake() error {
-	q.mu.Lock()
-	closed := q.closed
-	q.mu.Unlock()
-	if closed {
+	if q.closed.Load() {
 		return errClosed
 	}
 	q.signal()
@@ -110,13 +215,13 @@ func (q *Queue) signal() {
 // level-triggered needs. A consumer that registered Fd edge-triggered should
 // call DrainEdge instead and save that system call.
 //
-// If a task panics, the panic propagates to the caller after the tasks not
-// yet run are put back at the head of the queue and Fd is made readable, so
-// the next Drain resumes where this one stopped.
+// If a task panics, the panic propagates to the caller; the tasks not yet
+// run stay at the head of the queue and Fd is made readable, so the next
+// Drain resumes where this one stopped.
 func (q *Queue) Drain() (ran int) {
 	// Consume the wakeup before clearing pending, and clear pending before
-	// taking the batch: a producer that appended after the batch was taken
-	// then sees pending clear and writes again.
+	// looking for work: a producer whose task is not seen then sees
+	// pending clear and writes again.
 	q.fdMu.RLock()
 	_, _ = q.efd.Read() // EAGAIN (nothing to consume) and closed are fine
 	q.fdMu.RUnlock()
@@ -130,56 +235,69 @@ func (q *Queue) Drain() (ran int) {
 // take centuries at millions of wakeups a second to reach its limit.
 func (q *Queue) DrainEdge() (ran int) {
 	q.pending.Store(false)
+	// A producer whose claim comes after this read sees pending clear,
+	// so the tasks it leaves out get a wakeup of their own.
+	end := q.acceptedEnd()
 
-	if q.next < len(q.batch) {
-		// A previous Drain was interrupted by a panic; its rest comes first.
-		ran += q.runBatch()
-	}
-	q.mu.Lock()
-	q.batch, q.tasks, q.spare = q.tasks, q.spare[:0], nil
-	q.next = 0
-	q.batchLeft.Store(int64(len(q.batch)))
-	q.mu.Unlock()
-	ran += q.runBatch()
-	return ran
-}
-
-func (q *Queue) runBatch() (ran int) {
 	finished := false
 	defer func() {
 		q.ran.Add(uint64(ran))
 		if !finished {
 			// Unwinding from a panic: make sure someone comes back, for
-			// the rest of the batch and for tasks posted since the drain
-			// began, whose wakeup this drain has consumed (a drain that
-			// resumed a batch panics before it takes them).
+			// the rest of the run and for tasks posted since the drain
+			// began, whose wakeup this drain has consumed.
 			q.signal()
 		}
 	}()
-	for q.next < len(q.batch) {
-		fn := q.batch[q.next]
-		q.batch[q.next] = nil // drop the reference for the collector
-		q.next++
-		q.batchLeft.Add(-1)
+	for {
+		// Reloaded each time: a task may itself have drained.
+		p := q.pos.Load()
+		if p >= end {
+			break
+		}
+		if q.hidx == segSize {
+			q.advance()
+		}
+		sl := &q.head.slots[q.hidx]
+		for sl.ready.Load() != q.hgen {
+			// Claimed, and its producer is between the claim and the
+			// store that publishes it.
+			runtime.Gosched()
+		}
+		fn := sl.fn
+		sl.fn = nil // drop the reference for the collector
+		q.hidx++
+		q.pos.Store(p + 1)
 		fn()
 		ran++
 	}
-	q.mu.Lock()
-	if q.spare == nil {
-		q.spare = q.batch[:0]
-	}
-	q.mu.Unlock()
-	q.batch, q.next = nil, 0
 	finished = true
 	return ran
 }
 
+// advance moves the consumer to the next segment, which exists since an
+// accepted task lies beyond the head, and retires the old head for reuse.
+func (q *Queue) advance() {
+	old := q.head
+	q.head = old.next.Load()
+	q.hidx = 0
+	q.hgen = gen(q.head.claimed.Load())
+	old.retire()
+	q.growMu.Lock()
+	kept := len(q.free) < maxFree
+	if kept {
+		q.free = append(q.free, old)
+	}
+	q.growMu.Unlock()
+	if !kept {
+		q.spill.Put(old)
+	}
+}
+
 // Len returns the number of tasks accepted and not yet run.
 func (q *Queue) Len() int {
-	q.mu.Lock()
-	n := len(q.tasks) + int(q.batchLeft.Load())
-	q.mu.Unlock()
-	return n
+	taken := q.pos.Load() // first: it never passes the accepted end
+	return int(q.acceptedEnd() - taken)
 }
 
 // Ran returns how many tasks have run, over all Drains.
@@ -193,13 +311,19 @@ func (q *Queue) Wakeups() uint64 { return q.writes.Load() }
 // Close remain and run on later Drains. A second Close returns an error
 // wrapping os.ErrClosed.
 func (q *Queue) Close() error {
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
+	if !q.closed.CompareAndSwap(false, true) {
 		return errClosed
 	}
-	q.closed = true
-	q.mu.Unlock()
+	// A producer that passed the closed check above races to claim: the
+	// claims before closedBit are accepted, those after are refused, and
+	// with growMu held no segment is half-linked, so the tail is the only
+	// open segment.
+	q.growMu.Lock()
+	t := q.tail.Load()
+	old := t.claimed.Or(closedBit)
+	t.closeAt = accepted(old)
+	q.growMu.Unlock()
+
 	q.fdMu.Lock()
 	defer q.fdMu.Unlock()
 	if err := q.efd.Close(); err != nil {
