@@ -14,6 +14,8 @@ for line in open(sys.argv[1]):
         runs[f[0]].append({f[i + 1]: float(f[i]) for i in range(2, len(f) - 1, 2)})
 def pair(num, den, unit):
     r = [a[unit] / b[unit] for a, b in zip(runs[num], runs[den])]
+    if not r:
+        return  # not in this file (results-post.txt holds BenchmarkPost only)
     print(f"{num} / {den} [{unit}]: median {statistics.median(r):.2f}, range {min(r):.2f}-{max(r):.2f}")
 P, L, T = "BenchmarkPost/impl=", "BenchmarkWakeupLatency/impl=", "BenchmarkTimers/impl="
 for p in "14":
