@@ -243,8 +243,11 @@ func (r *PerfReader) openCPU(cpu, pages int, wakeup uint32, watermark bool) erro
 // or Watermark say, so records can sit in a ring while Fd is not readable.
 // Checking Fd's readiness changes nothing, so it may be watched by a loop
 // that is itself embedded in another poller; reading it, though, is
-// Consume's job, and a wakeup read by anyone else is lost. Fd also becomes
-// readable when Close interrupts a running call. It returns -1 after Close.
+// Consume's job, and a wakeup read by anyone else is lost. The relay may
+// trail the records: a wakeup relayed after a Consume that already drained
+// its records leaves Fd readable with nothing to drain, and the next
+// Consume returns 0. Fd also becomes readable when Close interrupts a
+// running call. It returns -1 after Close.
 func (r *PerfReader) Fd() int {
 	if r.g.closed() {
 		return -1

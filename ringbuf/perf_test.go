@@ -668,21 +668,23 @@ func TestPerfReaderFdIsLevelTriggered(t *testing.T) {
 	if fdReadable(t, r.Fd()) {
 		t.Fatal("Fd readable before any record")
 	}
-	emitSeq(t, p, cpu, 0, 3)
+	// One record, one wakeup: several could be relayed after the Consume
+	// below and leave Fd readable with nothing to drain, as Fd may be.
+	emitSeq(t, p, cpu, 0, 1)
 	waitReadable(t, r.Fd())
 	for i := 0; i < 5; i++ {
 		if !fdReadable(t, outer) || !fdReadable(t, r.Fd()) {
 			t.Fatalf("check %d: readiness gone before Consume", i)
 		}
 	}
-	if n, err := r.Consume(Handler{}); n != 3 || err != nil {
+	if n, err := r.Consume(Handler{}); n != 1 || err != nil {
 		t.Fatalf("Consume = %d, %v", n, err)
 	}
 	if fdReadable(t, r.Fd()) || fdReadable(t, outer) {
 		t.Fatal("Fd still readable after Consume drained everything")
 	}
 	// The next wakeup makes it readable again.
-	emitSeq(t, p, cpu, 3, 4)
+	emitSeq(t, p, cpu, 1, 2)
 	waitReadable(t, outer)
 	if n, err := r.Poll(0, Handler{}); n != 1 || err != nil {
 		t.Fatalf("Poll = %d, %v", n, err)
