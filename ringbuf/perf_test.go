@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -689,4 +691,60 @@ func TestPerfReaderFdIsLevelTriggered(t *testing.T) {
 	if n, err := r.Poll(0, Handler{}); n != 1 || err != nil {
 		t.Fatalf("Poll = %d, %v", n, err)
 	}
+}
+
+// TestPerfRelayWaitsInNetpoller: between wakeups the reader's goroutine is
+// parked in the Go runtime's netpoller ("IO wait"), not spinning and not
+// holding a thread in a system call, and it relays every wakeup.
+func TestPerfRelayWaitsInNetpoller(t *testing.T) {
+	m := newPerfArray(t)
+	cpu := testCPUs(t)[0]
+	before := leakcheck.Take()
+	r, err := NewPerfReader(m.FD(), PerfOptions{CPUs: []int{cpu}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := bpftest.NewPerfProducer(m, 16)
+	p = newProducer(t, p, err)
+	for i := 0; i < 20; i++ {
+		emitSeq(t, p, cpu, i, i+1)
+		waitReadable(t, r.Fd())
+		if n, err := r.Consume(Handler{}); n != 1 || err != nil {
+			t.Fatalf("wakeup %d: Consume = %d, %v", i, n, err)
+		}
+	}
+	state := ""
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if state = relayState(); state == "IO wait" {
+			break
+		}
+	}
+	if state != "IO wait" {
+		t.Errorf("relay goroutine is %q between wakeups, want IO wait", state)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s := relayState(); s != "" {
+		t.Errorf("relay goroutine still there after Close: %s", s)
+	}
+	p.Close()
+	before.Check(t)
+}
+
+// relayState returns the scheduling state of the relay goroutine, as the
+// runtime prints it in a stack dump, or "" if there is none.
+func relayState() string {
+	buf := make([]byte, 1<<20)
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if !strings.Contains(g, "ringbuf.(*perfRelay).run") {
+			continue
+		}
+		// "goroutine 7 [IO wait]:" or "goroutine 7 [IO wait, 2 minutes]:"
+		_, rest, _ := strings.Cut(g, "[")
+		state, _, _ := strings.Cut(rest, "]")
+		state, _, _ = strings.Cut(state, ",")
+		return state
+	}
+	return ""
 }
