@@ -1,11 +1,14 @@
 package ringbuf
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/eventpipe/eventpipe/eventfd"
 )
 
 // errConcurrent is returned when Consume or Poll is entered while another
@@ -112,3 +115,40 @@ var closeHook func()
 // closed reports whether Close has been called; the drain loops check it
 // between records so a handler that closes the reader sees no more calls.
 func (g *guard) closed() bool { return g.state.Load()&guardClosed != 0 }
+
+// releaser is a reader's teardown; an interface holding the reader's
+// pointer, so passing it allocates nothing on the Consume path.
+type releaser interface{ release() error }
+
+// leave ends a Consume or Poll of r, releasing it if Close came in
+// meanwhile.
+func (g *guard) leave(err error, r releaser) error {
+	closed, release := g.exit()
+	switch {
+	case release:
+		return errors.Join(err, errClosedDuringCall, r.release())
+	case closed:
+		return errors.Join(err, errClosedDuringCall)
+	}
+	return err
+}
+
+// closeReader is Close for either reader: mark it closed while holding it,
+// wake a call in progress through wake, and release unless that call is
+// still running (it releases when it leaves).
+func (g *guard) closeReader(wake *eventfd.FD, r releaser) error {
+	running, err := g.close()
+	if err != nil {
+		return err
+	}
+	if closeHook != nil {
+		closeHook()
+	}
+	if running {
+		err = wake.Write(1)
+	}
+	if g.exitShared() {
+		return errors.Join(err, r.release())
+	}
+	return err
+}

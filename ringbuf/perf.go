@@ -327,16 +327,7 @@ func (r *PerfReader) consumeAll(h *Handler) (total int, first error) {
 
 // leave ends a Consume or Poll, releasing the reader if Close came in
 // meanwhile.
-func (r *PerfReader) leave(err error) error {
-	closed, release := r.g.exit()
-	switch {
-	case release:
-		return errors.Join(err, errClosedDuringCall, r.release())
-	case closed:
-		return errors.Join(err, errClosedDuringCall)
-	}
-	return err
-}
+func (r *PerfReader) leave(err error) error { return r.g.leave(err, r) }
 
 // Stats returns the reader's counters. It may be called from any goroutine,
 // also after Close.
@@ -355,22 +346,7 @@ func (r *PerfReader) Stats() PerfStats {
 // called from a handler), Close wakes it, and whichever of the two finishes
 // last releases everything. A second Close returns an error wrapping
 // os.ErrClosed.
-func (r *PerfReader) Close() error {
-	wake, err := r.g.close()
-	if err != nil {
-		return err
-	}
-	if closeHook != nil {
-		closeHook()
-	}
-	if wake {
-		err = r.ready.Write(1)
-	}
-	if r.g.exitShared() {
-		return errors.Join(err, r.release())
-	}
-	return err
-}
+func (r *PerfReader) Close() error { return r.g.closeReader(r.ready, r) }
 
 // release undoes NewPerfReader: map slots first, so the BPF program stops
 // writing into rings that are about to go away.

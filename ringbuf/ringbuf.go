@@ -179,16 +179,7 @@ func (r *RingReader) Poll(timeout time.Duration, fn func(data []byte)) (n int, e
 	return n, err
 }
 
-func (r *RingReader) leave(err error) error {
-	closed, release := r.g.exit()
-	switch {
-	case release:
-		return errors.Join(err, errClosedDuringCall, r.release())
-	case closed:
-		return errors.Join(err, errClosedDuringCall)
-	}
-	return err
-}
+func (r *RingReader) leave(err error) error { return r.g.leave(err, r) }
 
 // Stats returns the reader's counters. It may be called from any goroutine,
 // also after Close.
@@ -205,22 +196,7 @@ func (r *RingReader) Stats() RingStats {
 // the callback), Close wakes it, and whichever of the two finishes last
 // releases everything. A second Close returns an error wrapping
 // os.ErrClosed.
-func (r *RingReader) Close() error {
-	wake, err := r.g.close()
-	if err != nil {
-		return err
-	}
-	if closeHook != nil {
-		closeHook()
-	}
-	if wake {
-		err = r.wake.Write(1)
-	}
-	if r.g.exitShared() {
-		return errors.Join(err, r.release())
-	}
-	return err
-}
+func (r *RingReader) Close() error { return r.g.closeReader(r.wake, r) }
 
 func (r *RingReader) release() error {
 	errs := []error{munmap(r.prod), munmap(r.cons)}
