@@ -28,6 +28,15 @@ func (l *Loop) runClosing() {
 		}
 		l.closingRun[i] = nil
 		h.closed = true
+		h.runCloseHook()
+		if l.panicErr != nil {
+			// The hook panicked: its close callback runs next time,
+			// first, as a callback not yet reached would.
+			rest := slices.Concat(l.closingRun[i+1:], l.closing)
+			clear(l.closingRun[i:])
+			l.closing = append([]*handle{h}, rest...)
+			break
+		}
 		if cb := h.closeCb; cb != nil {
 			h.closeCb = nil
 			l.call(cb)

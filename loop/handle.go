@@ -67,10 +67,50 @@ func (h *handle) close(cb func()) {
 	h.closing = true
 	if h.loop.shutDown {
 		h.closed = true
+		h.runCloseHook() // no close phase will come: now is the last chance
 		return
 	}
 	h.closeCb = cb
 	h.loop.closing = append(h.loop.closing, h)
+}
+
+// SetCloseHook sets fn to run on the loop once the handle is closed, by
+// whoever closes it: its owner, a function given to Walk, Shutdown or the
+// loop's Close. It runs in the close phase just before the close callback,
+// and also where Shutdown and Close run no close callback. A nil fn removes
+// the hook; setting one replaces the previous one.
+//
+// It exists for objects built from several handles (a stream connection, an
+// EventPipe): set on their parts, it lets a part closed from outside end the
+// whole object as the object's own Close would. When the owner closed the
+// part itself, the hook runs all the same and should do nothing.
+//
+// If the loop has already been closed, the handle closes at once and fn runs
+// inside the call that closed it: there is no close phase left to run it in.
+func (h *handle) SetCloseHook(fn func()) {
+	l := h.loop
+	if fn == nil {
+		delete(l.closeHooks, h)
+		return
+	}
+	if l.closeHooks == nil {
+		l.closeHooks = make(map[*handle]func())
+	}
+	l.closeHooks[h] = fn
+}
+
+// runCloseHook runs and forgets the handle's close hook, if it has one.
+func (h *handle) runCloseHook() {
+	l := h.loop
+	if len(l.closeHooks) == 0 {
+		return
+	}
+	fn, ok := l.closeHooks[h]
+	if !ok {
+		return
+	}
+	delete(l.closeHooks, h)
+	l.call(fn)
 }
 
 func (h *handle) errIfClosing(what string) error {

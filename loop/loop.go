@@ -74,6 +74,10 @@ type Loop struct {
 	asyncs     map[*Async]struct{} // open Async handles, for Close
 	closing    []*handle
 	closingRun []*handle
+	// closeHooks holds the hooks set with SetCloseHook. A map, not a
+	// field of handle, so that a Timer keeps its size: only handles that
+	// are parts of bigger objects carry one.
+	closeHooks map[*handle]func()
 
 	activeRefs int // active and referenced handles
 	activeReqs int // queued or running work not yet done
