@@ -31,6 +31,11 @@ type Handler struct {
 	// Sample must not modify data: a write lands in the ring the kernel
 	// shares with the reader.
 	Sample func(cpu int, data []byte)
+	// SampleAt, when set, is called instead of Sample with the time the
+	// kernel stamped the record with: nanoseconds of CLOCK_MONOTONIC for a
+	// reader opened with PerfOptions.Timestamps, 0 otherwise. data is as for
+	// Sample.
+	SampleAt func(cpu int, time uint64, data []byte)
 	// Lost receives the number of records the kernel dropped on cpu because
 	// the ring was full, as it reported in a PERF_RECORD_LOST record.
 	Lost func(cpu int, count uint64)
@@ -58,6 +63,10 @@ type PerfOptions struct {
 	// Online CPUs that answer ENODEV are skipped; an explicit CPU that fails
 	// is an error.
 	CPUs []int
+	// Timestamps opens the events with PERF_SAMPLE_TIME on CLOCK_MONOTONIC,
+	// so that every sample carries the time the kernel wrote it, delivered
+	// to Handler.SampleAt and by Peek (see timestamp.go).
+	Timestamps bool
 }
 
 // PerfStats counts what a PerfReader has drained since it was created.
@@ -91,6 +100,7 @@ type PerfReader struct {
 	keys   []uint32 // map keys we stored a descriptor at
 	cpus   []int    // CPU of each ring; never changes after NewPerfReader
 	stats  perfCounters
+	timed  bool // events opened with PERF_SAMPLE_TIME
 }
 
 // NewPerfReader opens a PERF_COUNT_SW_BPF_OUTPUT event on each selected CPU,
@@ -140,7 +150,7 @@ func NewPerfReader(mapFD int, opts PerfOptions) (*PerfReader, error) {
 		return nil, fmt.Errorf("ringbuf: no CPUs to read: %w", unix.EINVAL)
 	}
 
-	r := &PerfReader{}
+	r := &PerfReader{timed: opts.Timestamps}
 	var info bpfMapInfo
 	var err error
 	if r.mapFD, info, err = openMap(mapFD, unix.BPF_MAP_TYPE_PERF_EVENT_ARRAY, "BPF_MAP_TYPE_PERF_EVENT_ARRAY"); err != nil {
@@ -205,7 +215,11 @@ var openEvent = openBPFOutput
 // Whatever it acquired is recorded in r before the next step, so release
 // undoes a partial setup.
 func (r *PerfReader) openCPU(cpu, pages int, wakeup uint32, watermark bool) error {
-	fd, err := openEvent(cpu, wakeup, watermark)
+	open := openEvent
+	if r.timed {
+		open = openTimedEvent
+	}
+	fd, err := open(cpu, wakeup, watermark)
 	if err != nil {
 		return err
 	}
@@ -221,6 +235,7 @@ func (r *PerfReader) openCPU(cpu, pages int, wakeup uint32, watermark bool) erro
 	if err != nil {
 		return err
 	}
+	ring.timed = r.timed
 	r.rings = append(r.rings, ring)
 	r.cpus = append(r.cpus, cpu)
 	if err := r.relay.add(fd); err != nil {
@@ -391,6 +406,11 @@ type perfRing struct {
 	data    []byte
 	mask    uint64
 	scratch []byte // reassembles a record that wraps the end of data
+	timed   bool   // samples carry a PERF_SAMPLE_TIME word before the raw data
+
+	// Peek's record, for Advance (peek.go).
+	peeked             bool
+	peekTail, peekNext uint64
 }
 
 // newPerfRing checks the geometry of a ring whose metadata page is meta and
@@ -457,13 +477,15 @@ func (r *perfRing) consume(h *Handler, c *perfCounters, g *guard) (int, error) {
 
 		switch hdr.typ {
 		case perfRecordSample:
-			raw, err := rawSample(rec)
+			at, raw, err := r.sample(rec)
 			if err != nil {
 				tail = head
 				return int(samples), r.countResync(c, err)
 			}
 			samples++
-			if h.Sample != nil {
+			if h.SampleAt != nil {
+				h.SampleAt(r.cpu, at, raw)
+			} else if h.Sample != nil {
 				h.Sample(r.cpu, raw)
 			}
 		case perfRecordLost:

@@ -1,0 +1,181 @@
+//go:build linux
+
+package ringbuf
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// PerfSample is one sample record at the head of a perf ring, as Peek
+// returns it. Data points into the ring (or into the ring's own scratch
+// buffer when the record wraps the ring's end) and stays valid, unchanged,
+// until the record is advanced past, the reader is consumed or closed: the
+// kernel does not write over a record the reader has not consumed.
+type PerfSample struct {
+	CPU  int
+	Time uint64 // CLOCK_MONOTONIC nanoseconds with PerfOptions.Timestamps, else 0
+	Data []byte // as Handler.Sample's data
+}
+
+// Rings returns the number of per-CPU rings, the indexes Peek and Advance
+// take (ring i is on CPU CPUs()[i]).
+func (r *PerfReader) Rings() int { return len(r.cpus) }
+
+// Peek returns the sample at the head of ring i without consuming it, so
+// that a caller merging several rings (by time, say) holds each ring's next
+// record in place, without copying it, until it decides to deliver it and
+// calls Advance. Records before that sample that are not samples are
+// consumed on the way: the count of each PERF_RECORD_LOST goes to lost
+// (which may be nil). ok is false when the ring holds no sample. A corrupt
+// ring is resynchronised and reported as Consume does. Peek allocates
+// nothing, and like Consume it must not run concurrently with another
+// Consume, Poll, Peek or Advance.
+//
+// Peek does not reset Fd: a caller that drains with Peek and Advance rather
+// than Consume calls ClearWakeup before it looks at the rings.
+func (r *PerfReader) Peek(i int, lost func(cpu int, count uint64)) (s PerfSample, ok bool, err error) {
+	if err := r.g.enter("peek"); err != nil {
+		return PerfSample{}, false, err
+	}
+	defer func() { err = r.leave(err) }()
+	return peekRing(r.rings, i, lost, &r.stats, &r.g)
+}
+
+// Advance consumes the sample the latest Peek of ring i returned, storing
+// the ring's new tail so the kernel can reuse its space. It reports whether
+// it did: false when no Peek of that ring is outstanding or a Consume has
+// consumed the ring since.
+func (r *PerfReader) Advance(i int) (advanced bool, err error) {
+	if err := r.g.enter("advance"); err != nil {
+		return false, err
+	}
+	defer func() { err = r.leave(err) }()
+	return advanceRing(r.rings, i, &r.stats)
+}
+
+// ClearWakeup resets Fd's readiness, as Consume does before it drains. A
+// caller that drains with Peek and Advance calls it first, so that a
+// level-triggered watch of Fd does not fire again for a wakeup whose
+// records it has seen; a wakeup that arrives afterwards makes Fd readable
+// again.
+func (r *PerfReader) ClearWakeup() error {
+	if err := r.g.enter("clear wakeup"); err != nil {
+		return err
+	}
+	var err error
+	if _, rerr := r.ready.Read(); rerr != nil && !errors.Is(rerr, unix.EAGAIN) {
+		err = fmt.Errorf("ringbuf: clear wakeup: %w", rerr)
+	}
+	return r.leave(err)
+}
+
+// Pending reports whether any ring holds a record the reader has not
+// consumed, from the rings' head and tail positions alone: no system call.
+// It is false after Close.
+func (r *PerfReader) Pending() bool {
+	if err := r.g.enterShared(); err != nil {
+		return false
+	}
+	p := ringsPending(r.rings)
+	if r.g.exitShared() {
+		_ = r.release()
+	}
+	return p
+}
+
+// ringsPending reports whether any ring's head is past its tail.
+func ringsPending(rings []*perfRing) bool {
+	for _, ring := range rings {
+		if loadAcquire(ring.head) != atomic.LoadUint64(ring.tail) {
+			return true
+		}
+	}
+	return false
+}
+
+var errNoRing = fmt.Errorf("ringbuf: no such ring: %w", unix.EINVAL)
+
+func peekRing(rings []*perfRing, i int, lost func(int, uint64), c *perfCounters, g *guard) (PerfSample, bool, error) {
+	if i < 0 || i >= len(rings) {
+		return PerfSample{}, false, errNoRing
+	}
+	ring := rings[i]
+	s, ok, err := ring.peek(lost, c, g)
+	if err != nil {
+		err = fmt.Errorf("ringbuf: CPU %d: %w", ring.cpu, err)
+	}
+	return s, ok, err
+}
+
+func advanceRing(rings []*perfRing, i int, c *perfCounters) (bool, error) {
+	if i < 0 || i >= len(rings) {
+		return false, errNoRing
+	}
+	return rings[i].advance(c), nil
+}
+
+// peek finds the first sample from the ring's tail, consuming the records
+// of other types before it, and remembers where the sample ends for
+// advance. The checks are consume's, record by record.
+func (r *perfRing) peek(lost func(int, uint64), c *perfCounters, g *guard) (PerfSample, bool, error) {
+	r.peeked = false
+	head := loadAcquire(r.head)
+	tail := atomic.LoadUint64(r.tail)
+	size := uint64(len(r.data))
+	for tail != head && !g.closed() {
+		if avail := head - tail; avail > size || avail%8 != 0 || tail%8 != 0 {
+			err := corruptf("perf ring head %d, tail %d, size %d", head, tail, size)
+			return PerfSample{}, false, r.resync(head, c, err)
+		}
+		off := tail & r.mask
+		hdr := readPerfHeader(r.data[off : off+perfHeaderSize])
+		if err := checkPerfRecord(hdr, head-tail); err != nil {
+			return PerfSample{}, false, r.resync(head, c, err)
+		}
+		rec := r.record(off, hdr.size)
+		switch hdr.typ {
+		case perfRecordSample:
+			at, raw, err := r.sample(rec)
+			if err != nil {
+				return PerfSample{}, false, r.resync(head, c, err)
+			}
+			r.peeked, r.peekTail, r.peekNext = true, tail, tail+hdr.size
+			return PerfSample{CPU: r.cpu, Time: at, Data: raw}, true, nil
+		case perfRecordLost:
+			n, err := lostCount(rec)
+			if err != nil {
+				return PerfSample{}, false, r.resync(head, c, err)
+			}
+			tail += hdr.size
+			storeRelease(r.tail, tail)
+			c.lost.Add(n)
+			if lost != nil {
+				lost(r.cpu, n)
+			}
+		default:
+			tail += hdr.size
+			storeRelease(r.tail, tail)
+			c.skipped.Add(1)
+		}
+	}
+	return PerfSample{}, false, nil
+}
+
+// advance moves the tail past the sample peek returned, if the tail has not
+// moved since.
+func (r *perfRing) advance(c *perfCounters) bool {
+	if !r.peeked {
+		return false
+	}
+	r.peeked = false
+	if atomic.LoadUint64(r.tail) != r.peekTail {
+		return false
+	}
+	storeRelease(r.tail, r.peekNext)
+	c.samples.Add(1)
+	return true
+}

@@ -1,0 +1,66 @@
+//go:build linux
+
+package ringbuf
+
+import (
+	"encoding/binary"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// perfTimeSize is the PERF_SAMPLE_TIME word. In a sample record the kernel
+// writes the sample_type fields in a fixed order (ip, tid, time, addr, id,
+// stream_id, cpu, period, read, callchain, raw); with only TIME and RAW
+// selected the record is header, u64 time, u32 raw size, raw data.
+const perfTimeSize = 8
+
+// openTimedEvent is openBPFOutput with PERF_SAMPLE_TIME added and the
+// event's clock set to CLOCK_MONOTONIC (use_clockid), so that sample times
+// compare with unix.ClockGettime(unix.CLOCK_MONOTONIC) and with the times of
+// the other CPUs' events. Without use_clockid the kernel stamps records with
+// perf's local clock, which is neither.
+func openTimedEvent(cpu int, wakeup uint32, watermark bool) (int, error) {
+	attr := unix.PerfEventAttr{
+		Type:        unix.PERF_TYPE_SOFTWARE,
+		Config:      unix.PERF_COUNT_SW_BPF_OUTPUT,
+		Sample:      1,
+		Sample_type: unix.PERF_SAMPLE_RAW | unix.PERF_SAMPLE_TIME,
+		Bits:        unix.PerfBitDisabled | unix.PerfBitUseClockID,
+		Wakeup:      wakeup,
+		Clockid:     unix.CLOCK_MONOTONIC,
+	}
+	attr.Size = uint32(unsafe.Sizeof(attr))
+	if watermark {
+		attr.Bits |= unix.PerfBitWatermark
+	}
+	fd, err := unix.PerfEventOpen(&attr, -1, cpu, -1, unix.PERF_FLAG_FD_CLOEXEC)
+	if err != nil {
+		return -1, os.NewSyscallError("perf_event_open", err)
+	}
+	return fd, nil
+}
+
+// sample parses a PERF_RECORD_SAMPLE rec (header included) of this ring:
+// its time (0 for a ring without PERF_SAMPLE_TIME) and its raw data.
+func (r *perfRing) sample(rec []byte) (uint64, []byte, error) {
+	if !r.timed {
+		raw, err := rawSample(rec)
+		return 0, raw, err
+	}
+	return timedSample(rec)
+}
+
+// timedSample parses a sample carrying a time word before its raw part. The
+// raw part then starts perfTimeSize bytes later than in an untimed sample,
+// which is the layout rawSample reads once the record is shifted by the
+// time word: the bounds checks are rawSample's own.
+func timedSample(rec []byte) (uint64, []byte, error) {
+	if len(rec) < perfSampleMin+perfTimeSize {
+		return 0, nil, corruptf("perf sample of %d bytes has no time and raw size", len(rec))
+	}
+	at := binary.NativeEndian.Uint64(rec[perfHeaderSize : perfHeaderSize+perfTimeSize])
+	raw, err := rawSample(rec[perfTimeSize:])
+	return at, raw, err
+}
