@@ -120,4 +120,3 @@ func TestPerfPeekAdvanceKernel(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrClosed)
 	require.False(t, r.Pending())
 }
-
