@@ -25,11 +25,15 @@ type Handler struct {
 	// Sample receives the raw data of one record a BPF program wrote with
 	// bpf_perf_event_output on cpu: exactly the length the kernel put in the
 	// record's size field, which includes the padding the kernel adds to
-	// keep records 8-byte aligned. data points into the ring (or into the
-	// reader's scratch buffer for a record that wraps the ring's end) and is
-	// valid only until Sample returns; copy what must outlive the call.
-	// Sample must not modify data: a write lands in the ring the kernel
-	// shares with the reader.
+	// keep records 8-byte aligned. The kernel skips the padding without
+	// writing it: once the ring has wrapped, the bytes past the program's
+	// own length are whatever the ring held there before, parts of older
+	// records. A program whose consumer needs the exact length must carry
+	// it in the record. data points into the ring (or into the reader's
+	// scratch buffer for a record that wraps the ring's end) and is valid
+	// only until Sample returns; copy what must outlive the call. Sample
+	// must not modify data: a write lands in the ring the kernel shares
+	// with the reader.
 	Sample func(cpu int, data []byte)
 	// Lost receives the number of records the kernel dropped on cpu because
 	// the ring was full, as it reported in a PERF_RECORD_LOST record.
