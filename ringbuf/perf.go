@@ -511,20 +511,22 @@ func (r *perfRing) consume(h *Handler, c *perfCounters, g *guard) (int, error) {
 	for tail != head && !g.closed() {
 		// tail and size are multiples of 8, so a header never wraps.
 		off := tail & r.mask
+		// The checks on the way to a sample are inlined; what an error
+		// says is worked out off this path.
 		hdr := readPerfHeader(r.data[off : off+perfHeaderSize])
-		if err := checkPerfRecord(hdr, head-tail); err != nil {
+		if avail := head - tail; !perfRecordOK(hdr, avail) {
 			tail = head
-			return int(samples), r.countResync(c, err)
+			return int(samples), r.countResync(c, checkPerfRecord(hdr, avail))
 		}
 		rec := r.record(off, hdr.size)
 		tail += hdr.size
 
 		switch hdr.typ {
 		case perfRecordSample:
-			raw, err := rawSample(rec)
-			if err != nil {
+			raw, ok := rawSample(rec)
+			if !ok {
 				tail = head
-				return int(samples), r.countResync(c, err)
+				return int(samples), r.countResync(c, rawSampleError(rec))
 			}
 			samples++
 			if h.Sample != nil {
