@@ -57,40 +57,28 @@ func (r *PerfReader) Advance(i int) (advanced bool, err error) {
 	return advanceRing(r.rings, i, &r.stats)
 }
 
-// ClearWakeup resets Fd's readiness, as Consume does before it drains. A
-// caller that drains with Peek and Advance calls it first, so that a
-// level-triggered watch of Fd does not fire again for a wakeup whose
-// records it has seen; a wakeup that arrives afterwards makes Fd readable
-// again.
+// ClearWakeup does for a caller that drains with Peek and Advance what
+// Consume does before it drains: it takes back the wakeup the reader
+// queued on Fd after a handler panic left records behind (see Consume).
+// Call it before looking at the rings.
 func (r *PerfReader) ClearWakeup() error {
 	if err := r.g.enter("clear wakeup"); err != nil {
 		return err
 	}
 	var err error
-	if _, rerr := r.ready.Read(); rerr != nil && !errors.Is(rerr, unix.EAGAIN) {
-		err = fmt.Errorf("ringbuf: clear wakeup: %w", rerr)
+	if r.kicked {
+		r.kicked = false
+		if _, rerr := r.wake.Read(); rerr != nil && !errors.Is(rerr, unix.EAGAIN) {
+			err = fmt.Errorf("ringbuf: clear wakeup: %w", rerr)
+		}
 	}
 	return r.leave(err)
-}
-
-// Pending reports whether any ring holds a record the reader has not
-// consumed, from the rings' head and tail positions alone: no system call.
-// It is false after Close.
-func (r *PerfReader) Pending() bool {
-	if err := r.g.enterShared(); err != nil {
-		return false
-	}
-	p := ringsPending(r.rings)
-	if r.g.exitShared() {
-		_ = r.release()
-	}
-	return p
 }
 
 // ringsPending reports whether any ring's head is past its tail.
 func ringsPending(rings []*perfRing) bool {
 	for _, ring := range rings {
-		if loadAcquire(ring.head) != atomic.LoadUint64(ring.tail) {
+		if ring.pending() {
 			return true
 		}
 	}
@@ -139,9 +127,9 @@ func (r *perfRing) peek(lost func(int, uint64), c *perfCounters, g *guard) (Perf
 		rec := r.record(off, hdr.size)
 		switch hdr.typ {
 		case perfRecordSample:
-			at, raw, err := r.sample(rec)
-			if err != nil {
-				return PerfSample{}, false, r.resync(head, c, err)
+			at, raw, ok := r.sample(rec)
+			if !ok {
+				return PerfSample{}, false, r.resync(head, c, r.sampleError(rec))
 			}
 			r.peeked, r.peekTail, r.peekNext = true, tail, tail+hdr.size
 			return PerfSample{CPU: r.cpu, Time: at, Data: raw}, true, nil

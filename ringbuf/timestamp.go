@@ -43,24 +43,31 @@ func openTimedEvent(cpu int, wakeup uint32, watermark bool) (int, error) {
 }
 
 // sample parses a PERF_RECORD_SAMPLE rec (header included) of this ring:
-// its time (0 for a ring without PERF_SAMPLE_TIME) and its raw data.
-func (r *perfRing) sample(rec []byte) (uint64, []byte, error) {
+// its time (0 for a ring without PERF_SAMPLE_TIME) and its raw data. It
+// reports false for a record that does not hold them (sampleError says
+// why). A timed sample's raw part starts perfTimeSize bytes later than an
+// untimed one's, which is the layout rawSample reads once the record is
+// shifted by the time word: the bounds checks are rawSample's own. Small
+// enough to be inlined in the drain loop.
+func (r *perfRing) sample(rec []byte) (uint64, []byte, bool) {
 	if !r.timed {
-		raw, err := rawSample(rec)
-		return 0, raw, err
+		raw, ok := rawSample(rec)
+		return 0, raw, ok
 	}
-	return timedSample(rec)
+	if len(rec) < perfSampleMin+perfTimeSize {
+		return 0, nil, false
+	}
+	raw, ok := rawSample(rec[perfTimeSize:])
+	return binary.NativeEndian.Uint64(rec[perfHeaderSize:]), raw, ok
 }
 
-// timedSample parses a sample carrying a time word before its raw part. The
-// raw part then starts perfTimeSize bytes later than in an untimed sample,
-// which is the layout rawSample reads once the record is shifted by the
-// time word: the bounds checks are rawSample's own.
-func timedSample(rec []byte) (uint64, []byte, error) {
-	if len(rec) < perfSampleMin+perfTimeSize {
-		return 0, nil, corruptf("perf sample of %d bytes has no time and raw size", len(rec))
+// sampleError describes why sample refused rec.
+func (r *perfRing) sampleError(rec []byte) error {
+	if !r.timed {
+		return rawSampleError(rec)
 	}
-	at := binary.NativeEndian.Uint64(rec[perfHeaderSize : perfHeaderSize+perfTimeSize])
-	raw, err := rawSample(rec[perfTimeSize:])
-	return at, raw, err
+	if len(rec) < perfSampleMin+perfTimeSize {
+		return corruptf("perf sample of %d bytes has no time and raw size", len(rec))
+	}
+	return rawSampleError(rec[perfTimeSize:])
 }
