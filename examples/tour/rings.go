@@ -1,31 +1,31 @@
 package main
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"sync"
 
+	"github.com/eventpipe/eventpipe"
 	"github.com/eventpipe/eventpipe/internal/bpftest"
 	"github.com/eventpipe/eventpipe/loop"
-	"github.com/eventpipe/eventpipe/poller"
-	"github.com/eventpipe/eventpipe/ringbuf"
 )
 
 // The tour's producers are tiny socket-filter programs that the repository's
 // test helper loads: each datagram written to a socketpair makes the kernel
 // write one record (the datagram's first recordSize bytes) into a perf event
-// array or a BPF ring buffer. A real program would load its own BPF objects
-// and hand the map descriptors to ringbuf in the same way.
+// array or a BPF ring buffer. A real program loads its own BPF objects and
+// gives them the map descriptors the pipe created (see examples/cilium).
 const (
 	recordSize = 16
 	records    = 1000
 )
 
-// ringsTour reads real BPF output through a loop, beside a timer: a perf
-// event array and a BPF ring buffer, each watched as one descriptor, routed
-// by a Dispatcher on the records' leading category.
+// ringsTour reads real BPF output through an EventPipe on a loop, beside a
+// timer: a perf event array and a BPF ring buffer, records routed by their
+// leading category to the handler registered for it.
 func ringsTour() error {
-	fmt.Println("\n-- BPF rings through the loop --")
+	fmt.Println("\n-- BPF rings through an EventPipe --")
 	if err := bpftest.Available(); err != nil {
 		fmt.Printf("skipped: %v\n(the ring readers need root with CAP_BPF and CAP_PERFMON)\n", err)
 		return nil
@@ -35,72 +35,47 @@ func ringsTour() error {
 		return err
 	}
 	defer l.Close()
+	// Ordered: the perf records of all CPUs come in the kernel's time
+	// order, wherever the writing goroutine ran.
+	p, err := eventpipe.New(l, eventpipe.Options{Ordered: true})
+	if err != nil {
+		return err
+	}
 
-	perfMap, err := bpftest.NewPerfEventArray(0)
-	if err != nil {
-		return err
+	// Each record: category (uint32), sequence number (uint32), 8 bytes of
+	// text. The category says which map it came through.
+	type tally struct{ got, outOfOrder, last int }
+	var perfTally, ringTally tally
+	count := func(t *tally) func(ev eventpipe.Event) {
+		return func(ev eventpipe.Event) {
+			seq := int(binary.LittleEndian.Uint32(ev.Payload))
+			if t.got > 0 && seq <= t.last {
+				t.outOfOrder++
+			}
+			t.got, t.last = t.got+1, seq
+		}
 	}
-	defer perfMap.Close()
-	ringMap, err := bpftest.NewRingBuf(256 << 10)
-	if err != nil {
-		return err
-	}
-	defer ringMap.Close()
+	perfCat := p.Register(count(&perfTally))
+	ringCat := p.Register(count(&ringTally))
+	var lost uint64
+	p.OnLost(func(cpu int, n uint64) { lost += n })
 
-	perf, err := ringbuf.NewPerfReader(perfMap.FD(), ringbuf.PerfOptions{PagesPerCPU: 16})
+	perfFD, err := p.CreatePerfArray(16)
 	if err != nil {
 		return err
 	}
-	defer perf.Close()
-	ring, err := ringbuf.NewRingReader(ringMap.FD())
+	ringFD, err := p.CreateRingBuf(256 << 10)
 	if err != nil {
 		return err
 	}
-	defer ring.Close()
-
-	perfProd, err := bpftest.NewPerfProducer(perfMap, recordSize)
+	perfProd, ringProd, err := producers(perfFD, ringFD)
 	if err != nil {
+		p.Close(nil)
 		return err
 	}
 	defer perfProd.Close()
-	ringProd, err := bpftest.NewRingProducer(ringMap, recordSize)
-	if err != nil {
-		return err
-	}
 	defer ringProd.Close()
 
-	// Each record: category (uint32), sequence number (uint32), 8 bytes of
-	// text. The category says which producer sent it.
-	type tally struct {
-		got, outOfOrder int
-		lastSeq         map[int]int // per CPU
-	}
-	perfTally := tally{lastSeq: map[int]int{}}
-	ringTally := tally{lastSeq: map[int]int{}}
-	count := func(t *tally) func(cpu int, payload []byte) {
-		return func(cpu int, payload []byte) {
-			seq := int(binary.LittleEndian.Uint32(payload))
-			if last, ok := t.lastSeq[cpu]; ok && seq <= last {
-				t.outOfOrder++
-			}
-			t.lastSeq[cpu] = seq
-			t.got++
-		}
-	}
-	d := ringbuf.NewDispatcher()
-	perfCat := d.Register(count(&perfTally))
-	ringCat := d.Register(count(&ringTally))
-
-	var lost uint64
-	perfHandler := ringbuf.Handler{Sample: d.Sample, Lost: func(cpu int, n uint64) { lost += n }}
-	perfWatch, err := l.Watch(perf.Fd(), poller.Readable, func(poller.Events) { _, _ = perf.Consume(perfHandler) })
-	if err != nil {
-		return err
-	}
-	ringWatch, err := l.Watch(ring.Fd(), poller.Readable, func(poller.Events) { _, _ = ring.Consume(d.Record) })
-	if err != nil {
-		return err
-	}
 	ticks := 0
 	ticker := l.NewTimer(func() { ticks++ })
 	if err := ticker.Start(0, 2e6); err != nil {
@@ -108,35 +83,28 @@ func ringsTour() error {
 	}
 
 	// The kernel writes the records from another goroutine while the loop
-	// runs; once all are written, a posted task drains what is left and
-	// closes the handles, which lets Run return.
+	// runs; once
+	// all are written, a posted task closes the pipe and the timer, which
+	// lets Run return. Closing drains nothing more, so the task first waits
+	// for the pipe to have delivered what was written.
 	var emitErr error
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		buf := make([]byte, recordSize)
-		copy(buf[8:], "eventpip")
-		for i := range records {
-			binary.LittleEndian.PutUint32(buf[4:], uint32(i))
-			binary.LittleEndian.PutUint32(buf, perfCat)
-			if emitErr = perfProd.Emit(buf); emitErr != nil {
-				break
+		emitErr = emit(perfProd, ringProd, perfCat, ringCat)
+		var finish func()
+		finish = func() {
+			if s := p.Stats(); emitErr == nil && s.Delivered+s.Lost < perfProd.Stats().Written+ringProd.Stats().Written {
+				l.AfterFunc(1e6, finish)
+				return
 			}
-			binary.LittleEndian.PutUint32(buf, ringCat)
-			if emitErr = ringProd.Emit(buf); emitErr != nil {
-				break
-			}
-		}
-		_ = l.Post(func() {
-			_, _ = perf.Consume(perfHandler)
-			_, _ = ring.Consume(d.Record)
-			perfWatch.Close(nil)
-			ringWatch.Close(nil)
+			p.Close(nil)
 			ticker.Close(nil)
-		})
+		}
+		_ = l.Post(finish)
 	}()
-	runErr := l.Run(nil)
+	runErr := l.Run(context.Background())
 	wg.Wait()
 	if runErr != nil {
 		return runErr
@@ -150,11 +118,53 @@ func ringsTour() error {
 		ps.Written, perfTally.got, ps.Dropped, lost, perfTally.outOfOrder)
 	fmt.Printf("BPF ring buffer:  kernel wrote %d, delivered %d, out of order %d\n",
 		ringProd.Stats().Written, ringTally.got, ringTally.outOfOrder)
-	fmt.Printf("timer ticks meanwhile: %d; dispatcher: %+v\n", ticks, d.Stats())
+	fmt.Printf("timer ticks meanwhile: %d; pipe: %+v\n", ticks, p.Stats())
 	if uint64(perfTally.got) != ps.Written || uint64(ringTally.got) != ringProd.Stats().Written ||
-		perfTally.outOfOrder+ringTally.outOfOrder != 0 || d.Dropped() != 0 {
+		perfTally.outOfOrder+ringTally.outOfOrder != 0 || p.Stats().Errors != 0 {
 		return fmt.Errorf("BPF records were lost or reordered")
 	}
 	fmt.Println("every record the kernel wrote was delivered once, in order.")
+	return nil
+}
+
+// producers loads the test helper's programs over the pipe's maps.
+func producers(perfFD, ringFD int) (*bpftest.Producer, *bpftest.Producer, error) {
+	perfMap, err := bpftest.OpenMap(perfFD)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer perfMap.Close() // the programs keep the maps alive
+	ringMap, err := bpftest.OpenMap(ringFD)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer ringMap.Close()
+	perfProd, err := bpftest.NewPerfProducer(perfMap, recordSize)
+	if err != nil {
+		return nil, nil, err
+	}
+	ringProd, err := bpftest.NewRingProducer(ringMap, recordSize)
+	if err != nil {
+		perfProd.Close()
+		return nil, nil, err
+	}
+	return perfProd, ringProd, nil
+}
+
+// emit makes the kernel write the records, in sequence.
+func emit(perfProd, ringProd *bpftest.Producer, perfCat, ringCat uint32) error {
+	buf := make([]byte, recordSize)
+	copy(buf[8:], "eventpip")
+	for i := range records {
+		binary.LittleEndian.PutUint32(buf[4:], uint32(i))
+		binary.LittleEndian.PutUint32(buf, perfCat)
+		if err := perfProd.Emit(buf); err != nil {
+			return err
+		}
+		binary.LittleEndian.PutUint32(buf, ringCat)
+		if err := ringProd.Emit(buf); err != nil {
+			return err
+		}
+	}
 	return nil
 }
