@@ -9,13 +9,15 @@ import (
 	"github.com/eventpipe/eventpipe"
 	"github.com/eventpipe/eventpipe/internal/bpftest"
 	"github.com/eventpipe/eventpipe/loop"
+	"github.com/eventpipe/eventpipe/ringbuf"
 )
 
 // The tour's producers are tiny socket-filter programs that the repository's
 // test helper loads: each datagram written to a socketpair makes the kernel
 // write one record (the datagram's first recordSize bytes) into a perf event
 // array or a BPF ring buffer. A real program loads its own BPF objects and
-// gives them the map descriptors the pipe created (see examples/cilium).
+// attaches their maps in the same way, or has the pipe create them (see
+// examples/cilium).
 const (
 	recordSize = 16
 	records    = 1000
@@ -60,20 +62,31 @@ func ringsTour() error {
 	var lost uint64
 	p.OnLost(func(cpu int, n uint64) { lost += n })
 
-	perfFD, err := p.CreatePerfArray(16)
+	perfMap, err := bpftest.NewPerfEventArray(0)
 	if err != nil {
 		return err
 	}
-	ringFD, err := p.CreateRingBuf(256 << 10)
+	defer perfMap.Close()
+	ringMap, err := bpftest.NewRingBuf(256 << 10)
 	if err != nil {
 		return err
 	}
-	perfProd, ringProd, err := producers(perfFD, ringFD)
+	defer ringMap.Close()
+	if err := p.AttachPerf(perfMap.FD(), ringbuf.PerfOptions{PagesPerCPU: 16}); err != nil {
+		return err
+	}
+	if err := p.AttachRing(ringMap.FD()); err != nil {
+		return err
+	}
+	perfProd, err := bpftest.NewPerfProducer(perfMap, recordSize)
 	if err != nil {
-		p.Close(nil)
 		return err
 	}
 	defer perfProd.Close()
+	ringProd, err := bpftest.NewRingProducer(ringMap, recordSize)
+	if err != nil {
+		return err
+	}
 	defer ringProd.Close()
 
 	ticks := 0
@@ -83,10 +96,8 @@ func ringsTour() error {
 	}
 
 	// The kernel writes the records from another goroutine while the loop
-	// runs; once
-	// all are written, a posted task closes the pipe and the timer, which
-	// lets Run return. Closing drains nothing more, so the task first waits
-	// for the pipe to have delivered what was written.
+	// runs; once the pipe has delivered them all, closing it and the timer
+	// lets Run return.
 	var emitErr error
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -95,7 +106,7 @@ func ringsTour() error {
 		emitErr = emit(perfProd, ringProd, perfCat, ringCat)
 		var finish func()
 		finish = func() {
-			if s := p.Stats(); emitErr == nil && s.Delivered+s.Lost < perfProd.Stats().Written+ringProd.Stats().Written {
+			if emitErr == nil && p.Stats().Delivered < perfProd.Stats().Written+ringProd.Stats().Written {
 				l.AfterFunc(1e6, finish)
 				return
 			}
@@ -125,30 +136,6 @@ func ringsTour() error {
 	}
 	fmt.Println("every record the kernel wrote was delivered once, in order.")
 	return nil
-}
-
-// producers loads the test helper's programs over the pipe's maps.
-func producers(perfFD, ringFD int) (*bpftest.Producer, *bpftest.Producer, error) {
-	perfMap, err := bpftest.OpenMap(perfFD)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer perfMap.Close() // the programs keep the maps alive
-	ringMap, err := bpftest.OpenMap(ringFD)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer ringMap.Close()
-	perfProd, err := bpftest.NewPerfProducer(perfMap, recordSize)
-	if err != nil {
-		return nil, nil, err
-	}
-	ringProd, err := bpftest.NewRingProducer(ringMap, recordSize)
-	if err != nil {
-		perfProd.Close()
-		return nil, nil, err
-	}
-	return perfProd, ringProd, nil
 }
 
 // emit makes the kernel write the records, in sequence.
