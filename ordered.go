@@ -25,12 +25,21 @@ func (p *Pipe) merge() {
 	}
 	p.merging = true
 	defer p.endMerge()
+	// One claim of each reader for the whole run, not one per Peek and
+	// Advance.
+	for _, s := range p.perf {
+		if err := s.rings.Begin(); err != nil {
+			p.fail(err)
+			continue
+		}
+		p.inMerge = append(p.inMerge, s)
+	}
 	for !p.closed {
 		var best *heldRecord
 		var from *perfSource
 		ring := 0
 		all := true
-		for _, s := range p.perf {
+		for _, s := range p.inMerge {
 			for i := range s.heads {
 				h := &s.heads[i]
 				if !h.ok {
@@ -80,4 +89,15 @@ func (p *Pipe) merge() {
 	}
 }
 
-func (p *Pipe) endMerge() { p.merging = false }
+// endMerge ends the readers' claims, also when a handler panicked; a
+// reader closed meanwhile is released here.
+func (p *Pipe) endMerge() {
+	for i, s := range p.inMerge {
+		if err := s.rings.End(); err != nil && !p.closed {
+			p.fail(err)
+		}
+		p.inMerge[i] = nil
+	}
+	p.inMerge = p.inMerge[:0]
+	p.merging = false
+}

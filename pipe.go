@@ -82,6 +82,7 @@ type Pipe struct {
 	clock    monoClock
 	lastTime uint64 // Ordered: time of the latest record delivered in order
 	merging  bool
+	inMerge  []*perfSource // sources a merge has claimed (Begin), to End
 	closed   bool
 
 	drops dropCounter

@@ -19,6 +19,8 @@ type perfRings interface {
 	Consume(h ringbuf.Handler) (int, error)
 	Peek(i int, lost func(cpu int, count uint64)) (ringbuf.PerfSample, bool, error)
 	Advance(i int) (bool, error)
+	Begin() error
+	End() error
 	Pending() bool
 	Rings() int
 	Close() error

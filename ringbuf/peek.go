@@ -35,9 +35,22 @@ func (r *PerfReader) Rings() int { return len(r.cpus) }
 // nothing, and like Consume it must not run concurrently with another
 // Consume, Poll, Peek or Advance.
 //
+// Outside Begin and End, each Peek and Advance claims the reader for
+// itself, as a Consume does; between them they do not, which is what a
+// merge that calls them for every record wants.
+//
 // Peek does not reset Fd: a caller that drains with Peek and Advance rather
 // than Consume calls ClearWakeup before it looks at the rings.
-func (r *PerfReader) Peek(i int, lost func(cpu int, count uint64)) (s PerfSample, ok bool, err error) {
+func (r *PerfReader) Peek(i int, lost func(cpu int, count uint64)) (PerfSample, bool, error) {
+	if r.ps.open {
+		return peekRing(r.rings, i, lost, &r.stats, &r.g)
+	}
+	return r.peekClaimed(i, lost)
+}
+
+// peekClaimed is Peek outside Begin/End, kept apart so that the deferred
+// release does not weigh on Peek's path inside them.
+func (r *PerfReader) peekClaimed(i int, lost func(cpu int, count uint64)) (s PerfSample, ok bool, err error) {
 	if err := r.g.enter("peek"); err != nil {
 		return PerfSample{}, false, err
 	}
@@ -49,12 +62,78 @@ func (r *PerfReader) Peek(i int, lost func(cpu int, count uint64)) (s PerfSample
 // the ring's new tail so the kernel can reuse its space. It reports whether
 // it did: false when no Peek of that ring is outstanding or a Consume has
 // consumed the ring since.
-func (r *PerfReader) Advance(i int) (advanced bool, err error) {
+func (r *PerfReader) Advance(i int) (bool, error) {
+	if r.ps.open {
+		return r.ps.advance(r.rings, i, &r.stats)
+	}
+	return r.advanceClaimed(i)
+}
+
+func (r *PerfReader) advanceClaimed(i int) (advanced bool, err error) {
 	if err := r.g.enter("advance"); err != nil {
 		return false, err
 	}
 	defer func() { err = r.leave(err) }()
-	return advanceRing(r.rings, i, &r.stats)
+	return r.ps.advance(r.rings, i, &r.stats)
+}
+
+// Begin claims the reader, as one Consume call does, for the Peek and
+// Advance calls up to End, so that they need not claim it one by one. A
+// Close meanwhile (from a handler, say) makes Peek find nothing, and End
+// releases the reader. Begin while a Consume, Poll or another Begin holds
+// the reader is an error wrapping unix.EBUSY.
+func (r *PerfReader) Begin() error { return r.ps.begin(&r.g) }
+
+// End ends what Begin started. Without a Begin it is an error wrapping
+// unix.EINVAL.
+func (r *PerfReader) End() error {
+	if err := r.ps.end(&r.stats); err != nil {
+		return err
+	}
+	return r.leave(nil)
+}
+
+// peekSession is the state of a Begin: whether one is open, and the samples
+// advanced during it, counted into the reader's stats at End rather than
+// one atomic add each.
+type peekSession struct {
+	open    bool
+	samples uint64
+}
+
+var errNoSession = fmt.Errorf("ringbuf: end: no Begin: %w", unix.EINVAL)
+
+func (ps *peekSession) begin(g *guard) error {
+	if err := g.enter("begin"); err != nil {
+		return err
+	}
+	ps.open = true
+	return nil
+}
+
+func (ps *peekSession) end(c *perfCounters) error {
+	if !ps.open {
+		return errNoSession
+	}
+	ps.open = false
+	c.samples.Add(ps.samples)
+	ps.samples = 0
+	return nil
+}
+
+func (ps *peekSession) advance(rings []*perfRing, i int, c *perfCounters) (bool, error) {
+	if i < 0 || i >= len(rings) {
+		return false, errNoRing
+	}
+	if !rings[i].advance() {
+		return false, nil
+	}
+	if ps.open {
+		ps.samples++
+	} else {
+		c.samples.Add(1)
+	}
+	return true, nil
 }
 
 // ClearWakeup does for a caller that drains with Peek and Advance what
@@ -97,13 +176,6 @@ func peekRing(rings []*perfRing, i int, lost func(int, uint64), c *perfCounters,
 		err = fmt.Errorf("ringbuf: CPU %d: %w", ring.cpu, err)
 	}
 	return s, ok, err
-}
-
-func advanceRing(rings []*perfRing, i int, c *perfCounters) (bool, error) {
-	if i < 0 || i >= len(rings) {
-		return false, errNoRing
-	}
-	return rings[i].advance(c), nil
 }
 
 // peek finds the first sample from the ring's tail, consuming the records
@@ -155,7 +227,7 @@ func (r *perfRing) peek(lost func(int, uint64), c *perfCounters, g *guard) (Perf
 
 // advance moves the tail past the sample peek returned, if the tail has not
 // moved since.
-func (r *perfRing) advance(c *perfCounters) bool {
+func (r *perfRing) advance() bool {
 	if !r.peeked {
 		return false
 	}
@@ -164,6 +236,5 @@ func (r *perfRing) advance(c *perfCounters) bool {
 		return false
 	}
 	storeRelease(r.tail, r.peekNext)
-	c.samples.Add(1)
 	return true
 }

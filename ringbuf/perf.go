@@ -98,6 +98,7 @@ type PerfReader struct {
 	ep     *poller.Poller // Fd: the perf events (edge-triggered) and wake
 	wake   *eventfd.FD    // written by Close, and after a handler panic (kicked)
 	kicked bool           // wake was written to bring a loop back; Consume resets it
+	ps     peekSession    // Begin/End (peek.go)
 	events [8]poller.Event
 	rings  []*perfRing
 	fds    []int    // perf event descriptors, parallel to rings

@@ -24,6 +24,7 @@ import (
 // concurrent use; Stats may be called from any goroutine.
 type PerfSim struct {
 	g     guard
+	ps    peekSession
 	rings []*perfRing
 	cpus  []int
 	stats perfCounters
@@ -198,7 +199,14 @@ func (s *PerfSim) Consume(h Handler) (total int, err error) {
 }
 
 // Peek is PerfReader.Peek.
-func (s *PerfSim) Peek(i int, lost func(cpu int, count uint64)) (ps PerfSample, ok bool, err error) {
+func (s *PerfSim) Peek(i int, lost func(cpu int, count uint64)) (PerfSample, bool, error) {
+	if s.ps.open {
+		return peekRing(s.rings, i, lost, &s.stats, &s.g)
+	}
+	return s.peekClaimed(i, lost)
+}
+
+func (s *PerfSim) peekClaimed(i int, lost func(cpu int, count uint64)) (ps PerfSample, ok bool, err error) {
 	if err := s.g.enter("peek"); err != nil {
 		return PerfSample{}, false, err
 	}
@@ -207,12 +215,30 @@ func (s *PerfSim) Peek(i int, lost func(cpu int, count uint64)) (ps PerfSample, 
 }
 
 // Advance is PerfReader.Advance.
-func (s *PerfSim) Advance(i int) (advanced bool, err error) {
+func (s *PerfSim) Advance(i int) (bool, error) {
+	if s.ps.open {
+		return s.ps.advance(s.rings, i, &s.stats)
+	}
+	return s.advanceClaimed(i)
+}
+
+func (s *PerfSim) advanceClaimed(i int) (advanced bool, err error) {
 	if err := s.g.enter("advance"); err != nil {
 		return false, err
 	}
 	defer func() { err = s.g.leave(err, s) }()
-	return advanceRing(s.rings, i, &s.stats)
+	return s.ps.advance(s.rings, i, &s.stats)
+}
+
+// Begin is PerfReader.Begin.
+func (s *PerfSim) Begin() error { return s.ps.begin(&s.g) }
+
+// End is PerfReader.End.
+func (s *PerfSim) End() error {
+	if err := s.ps.end(&s.stats); err != nil {
+		return err
+	}
+	return s.g.leave(nil, s)
 }
 
 // Pending reports whether any ring holds a record not consumed yet.

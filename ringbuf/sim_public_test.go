@@ -168,3 +168,40 @@ func TestPerfSimConsumeAllocs(t *testing.T) {
 	})
 	require.Zero(t, allocs)
 }
+
+// Begin claims the reader for Peek and Advance until End: a second Begin
+// or a Consume meanwhile is EBUSY, End without Begin EINVAL; a Close inside
+// the session makes Peek find nothing and End releases; the samples
+// advanced inside are counted at End.
+func TestPerfSimBeginEnd(t *testing.T) {
+	sim, err := NewPerfSim(1, 1, true)
+	require.NoError(t, err)
+	require.ErrorIs(t, sim.End(), unix.EINVAL)
+	for i := range 3 {
+		require.NoError(t, sim.Sample(0, uint64(i), []byte{byte(i)}, nil))
+	}
+	require.NoError(t, sim.Begin())
+	require.ErrorIs(t, sim.Begin(), unix.EBUSY)
+	_, err = sim.Consume(Handler{})
+	require.ErrorIs(t, err, unix.EBUSY)
+	for i := range 2 {
+		s, ok, err := sim.Peek(0, nil)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, uint64(i), s.Time)
+		adv, err := sim.Advance(0)
+		require.NoError(t, err)
+		require.True(t, adv)
+	}
+	require.Zero(t, sim.Stats().Samples, "counted at End")
+	require.NoError(t, sim.End())
+	require.Equal(t, uint64(2), sim.Stats().Samples)
+
+	require.NoError(t, sim.Begin())
+	require.NoError(t, sim.Close())
+	_, ok, err := sim.Peek(0, nil)
+	require.NoError(t, err)
+	require.False(t, ok, "closed inside the session: nothing more")
+	require.ErrorIs(t, sim.End(), os.ErrClosed)
+	require.ErrorIs(t, sim.Begin(), os.ErrClosed)
+}

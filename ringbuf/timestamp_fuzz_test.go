@@ -38,7 +38,7 @@ func FuzzPerfRingTimed(f *testing.F) {
 						break
 					}
 					check(ps.Data)
-					if !s.ring.advance(&s.c) {
+					if !s.ring.advance() {
 						t.Fatal("advance after a peek did nothing")
 					}
 					if i > size {
