@@ -38,6 +38,13 @@
 // rings therefore costs one timer callback and no system call; only a ring
 // that holds records is drained.
 //
+// A perf event's wakeup is taken by the first readiness check of it, and
+// when the loop is embedded in another poller that check is the host's, so
+// the pipe's watcher may not fire for records that are there. The pipe
+// therefore also looks at its perf rings' positions after every poll of
+// the loop (a check hook: no system call) and drains those that hold
+// records.
+//
 // # Order across CPUs
 //
 // Each perf ring is in order, but the rings of different CPUs are read one

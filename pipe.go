@@ -69,8 +69,9 @@ type Pipe struct {
 	perf  []*perfSource
 	rings []*ringSource
 
-	kick *loop.Timer // runs a drain soon (sims), or when a held record's window ends
-	tick *loop.Timer // MaxLatency; nil when off
+	kick  *loop.Timer // runs a drain soon (sims), or when a held record's window ends
+	tick  *loop.Timer // MaxLatency; nil when off
+	check *loop.Hook  // drains perf rings whose wakeup someone else's readiness check took
 
 	// Callbacks given to the readers, made once so that a drain
 	// allocates nothing.
@@ -117,10 +118,14 @@ func New(l *loop.Loop, opts Options) (*Pipe, error) {
 	// The kick is referenced: while a sim's records or a held record wait
 	// for it, the loop stays alive to deliver them.
 	p.kick.SetCloseHook(p.partClosed)
+	p.check = l.NewCheck(p.onCheck)
+	p.check.Unref()
+	p.check.SetCloseHook(p.partClosed)
 	if opts.MaxLatency > 0 {
 		p.tick = l.NewTimer(p.onTick)
 		if err := p.tick.Start(opts.MaxLatency, opts.MaxLatency); err != nil {
 			p.kick.Close(nil)
+			p.check.Close(nil)
 			return nil, fmt.Errorf("eventpipe: new: %w", err)
 		}
 		p.tick.Unref() // the sources' watchers keep the loop alive, not the check
@@ -197,6 +202,7 @@ func (p *Pipe) teardown(cb func()) {
 	if p.tick != nil {
 		p.tick.Close(nil)
 	}
+	p.check.Close(nil)
 	errs = append(errs, p.drops.close())
 	p.kick.Close(cb)
 	if err := errors.Join(errs...); err != nil {
@@ -244,9 +250,25 @@ func (p *Pipe) onKick() {
 // onTick is the MaxLatency check: positions only, a drain only where a
 // ring holds something.
 func (p *Pipe) onTick() {
+	p.drainPending(true)
+}
+
+// onCheck runs after every poll of the loop. A perf event's wakeup is
+// taken by the first readiness check of it, which need not be the loop's
+// (a host that embeds the loop polls the loop's descriptor first), so the
+// watcher may not fire for records that are there; the rings' positions
+// tell, without a system call.
+func (p *Pipe) onCheck() {
+	p.drainPending(false)
+}
+
+// drainPending drains the sources whose rings hold records, judged by
+// positions alone; rings too when they asked (ring buffer readiness is a
+// level, so the check hook leaves them to their watchers).
+func (p *Pipe) drainPending(rings bool) {
 	merge := false
 	for _, s := range p.perf {
-		if p.closed || !s.rings.Pending() {
+		if p.closed || (!rings && s.reader == nil) || !s.rings.Pending() {
 			continue
 		}
 		if p.opts.Ordered {
@@ -256,7 +278,7 @@ func (p *Pipe) onTick() {
 		}
 	}
 	for _, s := range p.rings {
-		if !p.closed && s.reader.Available() > 0 {
+		if rings && !p.closed && s.reader.Available() > 0 {
 			p.consumeRing(s)
 		}
 	}

@@ -141,6 +141,9 @@ func (p *Pipe) attachPerf(mapFD int, opts ringbuf.PerfOptions, owned bool) error
 		s.mapFD = mapFD
 	}
 	p.perf = append(p.perf, s)
+	if err := p.check.Start(); err != nil {
+		p.fail(err) // the watcher still drains: only an embedded loop needs the hook
+	}
 	return nil
 }
 
