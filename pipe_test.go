@@ -1,6 +1,7 @@
 package eventpipe
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"os"
@@ -284,4 +285,40 @@ func TestNewBadInput(t *testing.T) {
 	require.True(t, errors.Is(err, unix.EBADF), "got %v", err)
 	require.ErrorIs(t, p.AttachSim(0).Emit(0, 0, nil), unix.EINVAL)
 	closePipe(t, l, p)
+}
+
+// Closing any one of the pipe's handles from outside (as a function given
+// to Walk would) ends the whole pipe: readers closed, map slots emptied,
+// the pipe's maps closed.
+func TestPartClosedEndsPipe(t *testing.T) {
+	m := perfArray(t)
+	cpu := onlineCPUs(t)[0]
+	for _, part := range []string{"watcher", "kick", "tick", "check"} {
+		l := newLoop(t)
+		before := leakFDs()
+		p := newPipe(t, l, Options{MaxLatency: time.Millisecond})
+		require.NoError(t, p.AttachPerf(m.FD(), ringbuf.PerfOptions{}))
+		_, err := p.CreateRingBuf(4096)
+		require.NoError(t, err)
+		_, err = m.LookupU32(uint32(cpu))
+		require.NoError(t, err)
+		switch part {
+		case "watcher":
+			p.rings[0].w.Close(nil)
+		case "kick":
+			p.kick.Close(nil)
+		case "tick":
+			p.tick.Close(nil)
+		case "check":
+			p.check.Close(nil)
+		}
+		runUntil(t, l, 5*time.Second, func() bool { return p.closed })
+		_, err = m.LookupU32(uint32(cpu))
+		require.ErrorIs(t, err, unix.ENOENT, part)
+		runFor(t, l, 5*time.Millisecond)
+		require.Equal(t, before, leakFDs(), part)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		require.NoError(t, l.Run(ctx), "%s: nothing of the pipe keeps the loop alive", part)
+		cancel()
+	}
 }
