@@ -110,9 +110,14 @@ func TestRingReaderRefusesOverwriteMap(t *testing.T) {
 // createRingMap creates a BPF_MAP_TYPE_RINGBUF with map flags, which bpftest
 // does not offer.
 func createRingMap(size int, flags uint32) (int, error) {
+	return createMap(unix.BPF_MAP_TYPE_RINGBUF, 0, 0, uint32(size), flags)
+}
+
+// createMap creates a map of any type with map flags.
+func createMap(typ, keySize, valueSize, maxEntries, flags uint32) (int, error) {
 	attr := struct {
 		mapType, keySize, valueSize, maxEntries, mapFlags uint32
-	}{unix.BPF_MAP_TYPE_RINGBUF, 0, 0, uint32(size), flags}
+	}{typ, keySize, valueSize, maxEntries, flags}
 	fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_CREATE, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
 	if errno != 0 {
 		return -1, os.NewSyscallError("bpf(BPF_MAP_CREATE)", errno)

@@ -80,7 +80,7 @@ type perfCounters struct {
 // wakeups to Fd and ends in Close.
 type PerfReader struct {
 	g      guard
-	mapFD  int         // our duplicate of the caller's map descriptor
+	mapFD  int         // our own file for the caller's map, or a duplicate (see ownEntries)
 	ready  *eventfd.FD // Fd: written by the relay (and Close), reset by Consume
 	relay  *perfRelay  // turns perf wakeups into writes to ready
 	waiter *poller.Poller
@@ -91,6 +91,10 @@ type PerfReader struct {
 	keys   []uint32 // map keys we stored a descriptor at
 	cpus   []int    // CPU of each ring; never changes after NewPerfReader
 	stats  perfCounters
+
+	// ownEntries: mapFD is a map file of the reader's own, and the kernel
+	// removes the entries inserted through it when it is closed.
+	ownEntries bool
 }
 
 // NewPerfReader opens a PERF_COUNT_SW_BPF_OUTPUT event on each selected CPU,
@@ -100,6 +104,16 @@ type PerfReader struct {
 // The reader keeps its own duplicate of mapFD and checks the map behind that
 // duplicate. A map of another type is an error wrapping unix.EINVAL, as are
 // invalid options.
+//
+// The descriptors are stored through a map file of the reader's own, opened
+// by the map's id, so the kernel removes exactly the reader's entries when
+// Close releases that file: a reader created later on the same array (a
+// reload, a restart hand-over) that has taken the same keys keeps them when
+// the older reader is closed. Opening a map by id needs CAP_SYS_ADMIN.
+// Without it, and for a map created with BPF_F_PRESERVE_ELEMS (whose entries
+// outlive the file that stored them), the reader stores through its
+// duplicate and Close deletes the keys it stored at, whoever holds them by
+// then: close the old reader before creating its replacement.
 func NewPerfReader(mapFD int, opts PerfOptions) (*PerfReader, error) {
 	pages := opts.PagesPerCPU
 	if pages == 0 {
@@ -146,6 +160,7 @@ func NewPerfReader(mapFD int, opts PerfOptions) (*PerfReader, error) {
 	if r.mapFD, info, err = openMap(mapFD, unix.BPF_MAP_TYPE_PERF_EVENT_ARRAY, "BPF_MAP_TYPE_PERF_EVENT_ARRAY"); err != nil {
 		return nil, fmt.Errorf("ringbuf: perf event array: %w", err)
 	}
+	r.useOwnMapFile(info)
 	seen := make(map[int]bool, len(cpus))
 	for _, cpu := range cpus {
 		if cpu < 0 || seen[cpu] {
@@ -177,6 +192,28 @@ func NewPerfReader(mapFD int, opts PerfOptions) (*PerfReader, error) {
 		return nil, fmt.Errorf("ringbuf: no CPU accepted a perf event: %w", unix.ENODEV)
 	}
 	return r, nil
+}
+
+// useOwnMapFile replaces the reader's duplicate of the map descriptor with a
+// map file of its own, opened by the map's id, when the kernel permits it
+// and the map lets the kernel clean up after it (BPF_F_PRESERVE_ELEMS keeps
+// entries past their file's release). The entries the reader inserts are
+// then tied to that file, and closing it removes exactly them: a newer
+// reader that has since replaced them at the same keys keeps its own. Where
+// the kernel refuses (EPERM without CAP_SYS_ADMIN) the reader keeps the
+// duplicate and Close deletes its keys instead. The id names the same map
+// as the duplicate: ids are not reused while the map exists, and the
+// duplicate keeps it alive until the new file is open.
+func (r *PerfReader) useOwnMapFile(info bpfMapInfo) {
+	if info.mapFlags&unix.BPF_F_PRESERVE_ELEMS != 0 {
+		return
+	}
+	own, err := openMapByID(info.id)
+	if err != nil {
+		return
+	}
+	closeFD(r.mapFD)
+	r.mapFD, r.ownEntries = own, true
 }
 
 // setupWakeup creates Fd's eventfd, the poller Poll waits in, and the relay
@@ -340,7 +377,8 @@ func (r *PerfReader) Stats() PerfStats {
 	}
 }
 
-// Close removes the descriptors the reader stored in the map, stops the
+// Close removes the descriptors the reader stored in the map (and only
+// those, unless NewPerfReader had to fall back to deleting keys), stops the
 // reader's goroutine, unmaps its rings and closes every descriptor it
 // opened. If a Consume or Poll is running on another goroutine (or Close is
 // called from a handler), Close wakes it, and whichever of the two finishes
@@ -349,9 +387,16 @@ func (r *PerfReader) Stats() PerfStats {
 func (r *PerfReader) Close() error { return r.g.closeReader(r.ready, r) }
 
 // release undoes NewPerfReader: map slots first, so the BPF program stops
-// writing into rings that are about to go away.
+// writing into rings that are about to go away. With a map file of its own
+// the reader closes that file, and the kernel deletes the entries inserted
+// through it before close returns (the file's release runs on the way back
+// from the system call); otherwise it deletes its keys.
 func (r *PerfReader) release() error {
 	var errs []error
+	if r.ownEntries {
+		errs = append(errs, closeFD(r.mapFD))
+		r.mapFD, r.keys = -1, nil
+	}
 	for _, key := range r.keys {
 		if err := mapDeleteU32(r.mapFD, key); err != nil && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("ringbuf: CPU %d: %w", key, err))

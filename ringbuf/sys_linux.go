@@ -85,6 +85,30 @@ func mapInfo(fd int) (bpfMapInfo, error) {
 	return info, nil
 }
 
+// bpfGetByIDAttr is the BPF_MAP_GET_FD_BY_ID variant of union bpf_attr.
+type bpfGetByIDAttr struct {
+	id        uint32
+	nextID    uint32
+	openFlags uint32
+}
+
+// openMapByID opens a new file for the map with this id. Unlike a dup, which
+// shares the caller's file, the descriptor names a file of its own, and the
+// kernel ties the perf event array entries inserted through a file to that
+// file (kernel/bpf/arraymap.c: perf_event_fd_array_get_ptr records the
+// map_file, and perf_event_fd_array_release, run when that file is released,
+// deletes the entries whose map_file it is). The kernel allows the call with
+// CAP_SYS_ADMIN only and answers EPERM otherwise. Tests replace it to force
+// that refusal.
+var openMapByID = func(id uint32) (int, error) {
+	attr := bpfGetByIDAttr{id: id}
+	fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_GET_FD_BY_ID, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+	if errno != 0 {
+		return -1, os.NewSyscallError("bpf(BPF_MAP_GET_FD_BY_ID)", errno)
+	}
+	return int(fd), nil // close-on-exec, as every BPF descriptor
+}
+
 // mapUpdateU32 stores value at key in a map with 4-byte keys and values.
 func mapUpdateU32(mapFD int, key, value uint32) error {
 	attr := bpfMapElemAttr{
