@@ -113,6 +113,9 @@ func (p *Poller) ctl(op string, code, fd int, ev Events, token uint64) error {
 	kev := unix.EpollEvent{Events: uint32(ev)}
 	setToken(&kev, token)
 	if err := unix.EpollCtl(p.epfd, code, fd, &kev); err != nil {
+		if code == unix.EPOLL_CTL_DEL {
+			return fmt.Errorf("poller: %s fd %d: %w", op, fd, os.NewSyscallError("epoll_ctl", err))
+		}
 		return fmt.Errorf("poller: %s fd %d (%v): %w", op, fd, ev, os.NewSyscallError("epoll_ctl", err))
 	}
 	return nil
