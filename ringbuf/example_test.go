@@ -34,8 +34,8 @@ func Example_dispatcher() {
 	// Output:
 	// exec on CPU 0: /bin/true
 	// exit on CPU 1: code 3
-	// true ringbuf: unknown record category: 7 (2 registered)
-	// true ringbuf: record shorter than its category: 2 bytes
+	// true ringbuf: dispatch: unknown record category 7 (2 registered)
+	// true ringbuf: dispatch: record of 2 bytes is shorter than its category
 	// {Dispatched:2 Short:1 Unknown:1}
 }
 

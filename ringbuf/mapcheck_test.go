@@ -39,7 +39,7 @@ func TestPerfReaderChecksTheMapItKeeps(t *testing.T) {
 		r.Close()
 		t.Fatal("NewPerfReader accepted an array map behind a perf event array's number")
 	}
-	if !errors.Is(err, unix.EINVAL) || !strings.Contains(err.Error(), "is not BPF_MAP_TYPE_PERF_EVENT_ARRAY") {
+	if !errors.Is(err, unix.EINVAL) || !strings.Contains(err.Error(), "map is BPF_MAP_TYPE_ARRAY, not BPF_MAP_TYPE_PERF_EVENT_ARRAY") {
 		t.Fatalf("err = %v, want the map type check", err)
 	}
 	for _, cpu := range testCPUs(t) {
@@ -60,7 +60,7 @@ func TestRingReaderChecksTheMapItKeeps(t *testing.T) {
 		r.Close()
 		t.Fatal("NewRingReader accepted a perf event array behind a ring buffer's number")
 	}
-	if !errors.Is(err, unix.EINVAL) || !strings.Contains(err.Error(), "is not BPF_MAP_TYPE_RINGBUF") {
+	if !errors.Is(err, unix.EINVAL) || !strings.Contains(err.Error(), "map is BPF_MAP_TYPE_PERF_EVENT_ARRAY, not BPF_MAP_TYPE_RINGBUF") {
 		t.Fatalf("err = %v, want the map type check", err)
 	}
 	before.Check(t)
@@ -123,4 +123,34 @@ func createMap(typ, keySize, valueSize, maxEntries, flags uint32) (int, error) {
 		return -1, os.NewSyscallError("bpf(BPF_MAP_CREATE)", errno)
 	}
 	return int(fd), nil
+}
+
+// TestReadersRefuseDescriptorsPast32Bits: the kernel reads a descriptor
+// argument as a 32-bit int, so 1<<32+fd and -(1<<32)+fd name fd itself. A
+// reader given such a number must refuse it with EBADF, not read the map
+// behind its low 32 bits.
+func TestReadersRefuseDescriptorsPast32Bits(t *testing.T) {
+	ring := newRingMap(t, 1<<14)
+	perf := newPerfArray(t)
+	before := leakcheck.Take()
+	for _, alias := range []int{1 << 32, -(1 << 32), 1 << 62} {
+		if r, err := NewRingReader(alias + ring.FD()); r != nil || !errors.Is(err, unix.EBADF) {
+			if r != nil {
+				r.Close()
+			}
+			t.Errorf("NewRingReader(%d) = %v, want EBADF", alias+ring.FD(), err)
+		}
+		if r, err := NewPerfReader(alias+perf.FD(), PerfOptions{}); r != nil || !errors.Is(err, unix.EBADF) {
+			if r != nil {
+				r.Close()
+			}
+			t.Errorf("NewPerfReader(%d) = %v, want EBADF", alias+perf.FD(), err)
+		}
+	}
+	for _, cpu := range testCPUs(t) {
+		if _, err := perf.LookupU32(uint32(cpu)); !errors.Is(err, unix.ENOENT) {
+			t.Errorf("slot %d filled by a refused reader: %v", cpu, err)
+		}
+	}
+	before.Check(t)
 }

@@ -49,7 +49,7 @@ const (
 
 // corruptf builds the error a reader returns after resynchronising a ring.
 func corruptf(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
+	return &corruptError{cpu: -1, detail: fmt.Sprintf(format, args...)}
 }
 
 // u64At returns a pointer to the 8-byte word at mem[off:], for atomic access
