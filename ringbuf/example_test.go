@@ -5,7 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"runtime"
+	"strings"
+	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/eventpipe/eventpipe/internal/bpftest"
 	"github.com/eventpipe/eventpipe/ringbuf"
 )
 
@@ -42,11 +48,14 @@ func Example_dispatcher() {
 // Reading the perf event array a BPF program writes to with
 // bpf_perf_event_output(ctx, &events, BPF_F_CURRENT_CPU, ...). mapFD comes
 // from whatever loaded the program, for instance cilium/ebpf's
-// coll.Maps["events"].FD().
+// coll.Maps["events"].FD(); here a small socket-filter program stands in,
+// and runs once per emit. The example needs the kernel to allow BPF (root
+// or CAP_BPF with CAP_PERFMON).
 func ExampleNewPerfReader() {
-	var mapFD int // the BPF_MAP_TYPE_PERF_EVENT_ARRAY's descriptor
+	mapFD, emit, done := examplePerfProgram()
+	defer done()
 
-	r, err := ringbuf.NewPerfReader(mapFD, ringbuf.PerfOptions{PagesPerCPU: 16})
+	r, err := ringbuf.NewPerfReader(mapFD, ringbuf.PerfOptions{PagesPerCPU: 16, CPUs: []int{0}})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -54,38 +63,122 @@ func ExampleNewPerfReader() {
 
 	d := ringbuf.NewDispatcher()
 	d.Register(func(cpu int, payload []byte) {
-		fmt.Printf("CPU %d: %x\n", cpu, payload) // payload is only valid here
+		// payload is only valid here; a perf record keeps the kernel's
+		// padding to 8 bytes, so the program's records carry their length
+		// (here: 4 bytes of text).
+		fmt.Printf("CPU %d: %s\n", cpu, payload[:4])
 	})
 	h := ringbuf.Handler{
 		Sample: d.Sample,
 		Lost:   func(cpu int, n uint64) { log.Printf("CPU %d: %d records lost", cpu, n) },
 	}
-	for {
-		// Or watch r.Fd() in an event loop and call r.Consume(h).
-		if _, err := r.Poll(-1, h); err != nil {
-			log.Print(err)
-			return
-		}
-	}
+	emit("exec")
+	emit("exit")
+	// Or watch r.Fd() in an event loop and call r.Consume(h).
+	n, err := r.Poll(10*time.Second, h)
+	fmt.Println(n, err)
+	// Output:
+	// CPU 0: exec
+	// CPU 0: exit
+	// 2 <nil>
 }
 
 // Reading a BPF ring buffer (BPF_MAP_TYPE_RINGBUF) a program fills with
-// bpf_ringbuf_output or bpf_ringbuf_reserve/submit.
+// bpf_ringbuf_output or bpf_ringbuf_reserve/submit. As above, a small
+// program stands in for the caller's own and needs the kernel to allow BPF.
 func ExampleNewRingReader() {
-	var mapFD int // the BPF_MAP_TYPE_RINGBUF's descriptor, e.g. from cilium/ebpf's Map.FD()
+	mapFD, emit, done := exampleRingProgram(1 << 14)
+	defer done()
 
 	r, err := ringbuf.NewRingReader(mapFD)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer r.Close()
+	emit("record 1")
+	emit("record 2")
 	fmt.Printf("%d of %d bytes pending\n", r.Available(), r.Size())
-	for {
-		if _, err := r.Poll(-1, func(data []byte) {
-			fmt.Printf("%x\n", data) // data points into the ring: copy to keep it
-		}); err != nil {
-			log.Print(err)
-			return
+	n, err := r.Poll(10*time.Second, func(data []byte) {
+		fmt.Printf("%s\n", data) // data points into the ring: copy to keep it
+	})
+	fmt.Println(n, err)
+	// Output:
+	// 32 of 16384 bytes pending
+	// record 1
+	// record 2
+	// 2 <nil>
+}
+
+// A map of the wrong kind, or a descriptor that is not a BPF map at all, is
+// refused with an error that says so and wraps the errno.
+func ExampleNewRingReader_notAMap() {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer unix.Close(fd)
+	_, err = ringbuf.NewRingReader(fd)
+	fmt.Println(errors.Is(err, unix.EINVAL), strings.Contains(err.Error(), "is not a BPF map"))
+	_, err = ringbuf.NewRingReader(1<<32 + fd) // the kernel would read it as fd
+	fmt.Println(errors.Is(err, unix.EBADF))
+	// Output:
+	// true true
+	// true
+}
+
+// examplePerfProgram creates a perf event array and a program that writes
+// a category-0 record of 4 bytes of text into it, run by emit on CPU 0.
+func examplePerfProgram() (mapFD int, emit func(string), done func()) {
+	m, err := bpftest.NewPerfEventArray(0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	p, err := bpftest.NewPerfProducer(m, 8)
+	if err != nil {
+		log.Fatal(err)
+	}
+	emit = func(s string) {
+		onCPU0(func() {
+			if err := p.Emit(append(make([]byte, 4), s...)); err != nil {
+				log.Fatal(err)
+			}
+		})
+	}
+	return m.FD(), emit, func() { p.Close(); m.Close() }
+}
+
+// exampleRingProgram creates a ring buffer of size bytes and a program that
+// writes an 8-byte record into it per emit.
+func exampleRingProgram(size int) (mapFD int, emit func(string), done func()) {
+	m, err := bpftest.NewRingBuf(size)
+	if err != nil {
+		log.Fatal(err)
+	}
+	p, err := bpftest.NewRingProducer(m, 8)
+	if err != nil {
+		log.Fatal(err)
+	}
+	emit = func(s string) {
+		if err := p.Emit([]byte(s)); err != nil {
+			log.Fatal(err)
 		}
 	}
+	return m.FD(), emit, func() { p.Close(); m.Close() }
+}
+
+// onCPU0 runs fn on a thread bound to CPU 0, where the program then runs.
+// The thread is left locked, so the runtime discards it afterwards.
+func onCPU0(fn func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		var set unix.CPUSet
+		set.Set(0)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			log.Fatal(err)
+		}
+		fn()
+	}()
+	<-done
 }
