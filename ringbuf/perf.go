@@ -107,8 +107,10 @@ type PerfReader struct {
 // BPF_MAP_TYPE_PERF_EVENT_ARRAY mapFD at key = CPU, which is where
 // bpf_perf_event_output(ctx, &map, BPF_F_CURRENT_CPU, ...) looks for it.
 // The reader keeps its own duplicate of mapFD and checks the map behind that
-// duplicate. A map of another type is an error wrapping unix.EINVAL, as are
-// invalid options.
+// duplicate. A map of another type, or a descriptor that is not a BPF map,
+// is an error wrapping unix.EINVAL, as are invalid options; a descriptor
+// that is not open, or a number outside 0..math.MaxInt32 (which the kernel
+// would read as another descriptor's), wraps unix.EBADF.
 //
 // The descriptors are stored through a map file of the reader's own, opened
 // by the map's id, so the kernel removes exactly the reader's entries when

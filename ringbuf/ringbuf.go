@@ -58,7 +58,9 @@ type RingReader struct {
 // data area twice in a row, so a record that wraps the end of the ring is
 // still contiguous and is delivered without a copy. The reader keeps its own
 // duplicate of mapFD and checks the map behind that duplicate. A map of
-// another type is an error wrapping unix.EINVAL; a ring buffer created with
+// another type, or a descriptor that is not a BPF map, is an error wrapping
+// unix.EINVAL; a descriptor that is not open, or a number outside
+// 0..math.MaxInt32, wraps unix.EBADF; a ring buffer created with
 // BPF_F_RB_OVERWRITE, whose producers overwrite unread records and whose
 // consumer protocol differs, is an error wrapping unix.EOPNOTSUPP.
 func NewRingReader(mapFD int) (*RingReader, error) {
