@@ -205,28 +205,6 @@ func NewPerfReader(mapFD int, opts PerfOptions) (*PerfReader, error) {
 	return r, nil
 }
 
-// useOwnMapFile replaces the reader's duplicate of the map descriptor with a
-// map file of its own, opened by the map's id, when the kernel permits it
-// and the map lets the kernel clean up after it (BPF_F_PRESERVE_ELEMS keeps
-// entries past their file's release). The entries the reader inserts are
-// then tied to that file, and closing it removes exactly them: a newer
-// reader that has since replaced them at the same keys keeps its own. Where
-// the kernel refuses (EPERM without CAP_SYS_ADMIN) the reader keeps the
-// duplicate and Close deletes its keys instead. The id names the same map
-// as the duplicate: ids are not reused while the map exists, and the
-// duplicate keeps it alive until the new file is open.
-func (r *PerfReader) useOwnMapFile(info bpfMapInfo) {
-	if info.mapFlags&unix.BPF_F_PRESERVE_ELEMS != 0 {
-		return
-	}
-	own, err := openMapByID(info.id)
-	if err != nil {
-		return
-	}
-	closeFD(r.mapFD)
-	r.mapFD, r.ownEntries = own, true
-}
-
 // setupWakeup creates Fd's eventfd, the poller Poll waits in, and the relay
 // that writes to the eventfd when the kernel wakes the reader. The relay
 // runs before the first perf event exists, so no wakeup can precede it.
@@ -398,21 +376,9 @@ func (r *PerfReader) Stats() PerfStats {
 func (r *PerfReader) Close() error { return r.g.closeReader(r.ready, r) }
 
 // release undoes NewPerfReader: map slots first, so the BPF program stops
-// writing into rings that are about to go away. With a map file of its own
-// the reader closes that file, and the kernel deletes the entries inserted
-// through it before close returns (the file's release runs on the way back
-// from the system call); otherwise it deletes its keys.
+// writing into rings that are about to go away.
 func (r *PerfReader) release() error {
-	var errs []error
-	if r.ownEntries {
-		errs = append(errs, closeFD(r.mapFD))
-		r.mapFD, r.keys = -1, nil
-	}
-	for _, key := range r.keys {
-		if err := mapDeleteU32(r.mapFD, key); err != nil && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("CPU %d: %w", key, err))
-		}
-	}
+	errs := r.removeEntries()
 	r.keys = nil
 	// The relay goes before the eventfd it writes to.
 	if r.relay != nil {
