@@ -154,3 +154,48 @@ func TestReadersRefuseDescriptorsPast32Bits(t *testing.T) {
 	}
 	before.Check(t)
 }
+
+// TestReadersRefuseProgramDescriptor: BPF_OBJ_GET_INFO_BY_FD answers for a
+// program too, with a bpf_prog_info whose first word is the program type;
+// read as map info it would pass for a map of that number's type. The
+// readers must say it is not a map.
+func TestReadersRefuseProgramDescriptor(t *testing.T) {
+	bpftest.Require(t)
+	prog, err := loadTrivialProgram()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(prog)
+	if r, err := NewRingReader(prog); r != nil || !errors.Is(err, unix.EINVAL) || !strings.Contains(err.Error(), "is not a BPF map") {
+		if r != nil {
+			r.Close()
+		}
+		t.Errorf("NewRingReader(program) = %v", err)
+	}
+	if r, err := NewPerfReader(prog, PerfOptions{}); r != nil || !errors.Is(err, unix.EINVAL) || !strings.Contains(err.Error(), "is not a BPF map") {
+		if r != nil {
+			r.Close()
+		}
+		t.Errorf("NewPerfReader(program) = %v", err)
+	}
+}
+
+// loadTrivialProgram loads "r0 = 0; exit" as a socket filter.
+func loadTrivialProgram() (int, error) {
+	insns := [2]uint64{0xb7, 0x95} // BPF_ALU64|BPF_MOV|BPF_K r0 = 0; BPF_JMP|BPF_EXIT
+	license := []byte("GPL\x00")
+	// Pointer fields stay unsafe.Pointer, so the collector and stack
+	// copying see them while the call runs.
+	attr := struct {
+		progType, insnCnt uint32
+		insns             unsafe.Pointer
+		_                 ptrPad
+		license           unsafe.Pointer
+		_                 ptrPad
+	}{progType: unix.BPF_PROG_TYPE_SOCKET_FILTER, insnCnt: 2, insns: unsafe.Pointer(&insns[0]), license: unsafe.Pointer(&license[0])}
+	fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_LOAD, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+	if errno != 0 {
+		return -1, os.NewSyscallError("bpf(BPF_PROG_LOAD)", errno)
+	}
+	return int(fd), nil
+}
