@@ -190,8 +190,7 @@ func loadTrivialProgram() (int, error) {
 		progType, insnCnt uint32
 		insns             unsafe.Pointer
 		_                 ptrPad
-		license           unsafe.Pointer
-		_                 ptrPad
+		license           unsafe.Pointer // last: a trailing ptrPad would add unspecified padding
 	}{progType: unix.BPF_PROG_TYPE_SOCKET_FILTER, insnCnt: 2, insns: unsafe.Pointer(&insns[0]), license: unsafe.Pointer(&license[0])}
 	fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_LOAD, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
 	if errno != 0 {
