@@ -1,12 +1,14 @@
 package poller
 
 import (
+	"errors"
 	"math"
 	"os"
 	"os/signal"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,4 +150,53 @@ func fdTarget(fd int) string {
 		return ""
 	}
 	return s
+}
+
+// TestCloseRacingCtl: Add and Delete from several goroutines while another
+// closes the poller. A call either runs on the open descriptor or reports
+// os.ErrClosed; it never reaches the kernel with the closed number (EBADF,
+// or worse, a number reused meanwhile), and the descriptor is closed once.
+func TestCloseRacingCtl(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	for round := 0; round < 200; round++ {
+		p, err := New()
+		require.NoError(t, err)
+		epfd := p.epfd
+		errs := make(chan error, 4)
+		var calls atomic.Int64
+		for g := 0; g < 4; g++ {
+			go func() {
+				for {
+					calls.Add(1)
+					err := p.Add(fds[g%2], Readable, 1)
+					if err == nil {
+						err = p.Delete(fds[g%2])
+					}
+					switch {
+					case err == nil, errors.Is(err, unix.EEXIST), errors.Is(err, unix.ENOENT):
+						continue
+					case errors.Is(err, os.ErrClosed):
+						errs <- nil
+					default:
+						errs <- err
+					}
+					return
+				}
+			}()
+		}
+		// Close lands in the middle of a stream of calls.
+		for calls.Load() < 400 {
+			runtime.Gosched()
+		}
+		require.NoError(t, p.Close())
+		for range 4 {
+			require.NoError(t, <-errs)
+		}
+		if target := fdTarget(epfd); target == "anon_inode:[eventpoll]" {
+			t.Fatalf("round %d: epoll descriptor %d still open after every call left", round, epfd)
+		}
+	}
 }
