@@ -104,12 +104,7 @@ func TestErrorText(t *testing.T) {
 		}
 	}
 	const einval = ": invalid argument"
-	cases := []struct {
-		name string
-		want error
-		text string
-		call func() error
-	}{
+	cases := []errorCase{
 		// Descriptors: the kernel would read 1<<32+fd as fd.
 		{"ring: fd past 32 bits", unix.EBADF, "ringbuf: new ring reader: map descriptor " + n(1<<32+ring.FD()) + " out of range: bad file descriptor", newRing(1<<32 + ring.FD())},
 		{"ring: fd below -2^32", unix.EBADF, "ringbuf: new ring reader: map descriptor " + n(-(1<<32)+ring.FD()) + " out of range: bad file descriptor", newRing(-(1 << 32) + ring.FD())},
@@ -150,6 +145,44 @@ func TestErrorText(t *testing.T) {
 			inCallback(func(r *RingReader) error { _, err := r.Consume(nil); return err }, false)},
 		{"ring: closed during consume", os.ErrClosed, "ringbuf: consume: reader closed during the call: file already closed",
 			inCallback(func(r *RingReader) error { return r.Close() }, true)},
+	}
+	checkErrorTexts(t, cases)
+}
+
+// errorCase is one row of an error text table: call must fail with an
+// error matching want whose text is text.
+type errorCase struct {
+	name string
+	want error
+	text string
+	call func() error
+}
+
+func checkErrorTexts(t *testing.T, cases []errorCase) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.call()
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !errors.Is(err, c.want) {
+				t.Errorf("errors.Is(%v, %v) is false", err, c.want)
+			}
+			if got := err.Error(); got != c.text {
+				t.Errorf("text\n got: %s\nwant: %s", got, c.text)
+			}
+			if k := strings.Count(err.Error(), "ringbuf:"); k != 1 {
+				t.Errorf("%q names the package %d times", err, k)
+			}
+		})
+	}
+}
+
+// TestErrorTextWithoutKernel is TestErrorText for the errors that need no
+// BPF: corrupt rings read in memory, and the dispatcher.
+func TestErrorTextWithoutKernel(t *testing.T) {
+	checkErrorTexts(t, []errorCase{
 		// Corrupt rings, read in memory.
 		{"ring: corrupt", ErrCorrupt, "ringbuf: consume: corrupt ring: ring buffer consumer 0, producer 264, size 256", func() error {
 			s := newSimRing(t, 256, 0)
@@ -171,22 +204,5 @@ func TestErrorText(t *testing.T) {
 		{"dispatch: unknown", ErrUnknownCategory, "ringbuf: dispatch: unknown record category 1 (0 registered)", func() error {
 			return NewDispatcher().Dispatch(0, []byte{1, 0, 0, 0})
 		}},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			err := c.call()
-			if err == nil {
-				t.Fatal("no error")
-			}
-			if !errors.Is(err, c.want) {
-				t.Errorf("errors.Is(%v, %v) is false", err, c.want)
-			}
-			if got := err.Error(); got != c.text {
-				t.Errorf("text\n got: %s\nwant: %s", got, c.text)
-			}
-			if k := strings.Count(err.Error(), "ringbuf:"); k != 1 {
-				t.Errorf("%q names the package %d times", err, k)
-			}
-		})
-	}
+	})
 }
