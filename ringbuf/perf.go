@@ -110,7 +110,8 @@ type PerfReader struct {
 // duplicate. A map of another type, or a descriptor that is not a BPF map,
 // is an error wrapping unix.EINVAL, as are invalid options; a descriptor
 // that is not open, or a number outside 0..math.MaxInt32 (which the kernel
-// would read as another descriptor's), wraps unix.EBADF.
+// would read as another descriptor's), wraps unix.EBADF; a CPU the array has
+// no slot for wraps unix.E2BIG and names the CPU and the array's size.
 //
 // The descriptors are stored through a map file of the reader's own, opened
 // by the map's id, so the kernel removes exactly the reader's entries when
