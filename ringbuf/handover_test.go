@@ -41,7 +41,7 @@ func TestPerfReaderCloseKeepsReplacement(t *testing.T) {
 	cpu := testCPUs(t)[0]
 	before := leakcheck.Take()
 	b, emitErr := handover(t, m, cpu)
-	if !b.ownEntries {
+	if !b.owned {
 		t.Fatal("the reader did not get a map file of its own (running without CAP_SYS_ADMIN?)")
 	}
 	if emitErr != nil {
@@ -83,7 +83,7 @@ func TestPerfReaderFallbackWithoutMapByID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.ownEntries {
+	if r.owned {
 		t.Fatal("the fallback was not taken")
 	}
 	if _, err := m.LookupU32(uint32(cpu)); err != nil {
@@ -122,7 +122,7 @@ func TestPerfReaderPreserveElemsDeletesKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.ownEntries {
+	if r.owned {
 		t.Error("the kernel would not remove the entries of a BPF_F_PRESERVE_ELEMS map with the reader's file")
 	}
 	if err := r.Close(); err != nil {

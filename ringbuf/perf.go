@@ -84,8 +84,12 @@ type perfCounters struct {
 // goroutine. Each reader runs one goroutine, which relays the kernel's
 // wakeups to Fd and ends in Close.
 type PerfReader struct {
+	// owned: mapFD is not a duplicate but a map file of the reader's own,
+	// and the kernel removes the entries inserted through it when it is
+	// closed (see useOwnMapFile).
+	owned  bool
 	g      guard
-	mapFD  int         // our own file for the caller's map, or a duplicate (see ownEntries)
+	mapFD  int         // our duplicate of the caller's map descriptor
 	ready  *eventfd.FD // Fd: written by the relay (and Close), reset by Consume
 	relay  *perfRelay  // turns perf wakeups into writes to ready
 	waiter *poller.Poller
@@ -96,10 +100,6 @@ type PerfReader struct {
 	keys   []uint32 // map keys we stored a descriptor at
 	cpus   []int    // CPU of each ring; never changes after NewPerfReader
 	stats  perfCounters
-
-	// ownEntries: mapFD is a map file of the reader's own, and the kernel
-	// removes the entries inserted through it when it is closed.
-	ownEntries bool
 }
 
 // NewPerfReader opens a PERF_COUNT_SW_BPF_OUTPUT event on each selected CPU,
@@ -331,7 +331,7 @@ func (r *PerfReader) consumeAll(h *Handler) (total int, first error) {
 	// drain then leaves Fd readable, whether or not its records made it into
 	// this batch, instead of being forgotten.
 	if _, err := r.ready.Read(); err != nil && !errors.Is(err, unix.EAGAIN) {
-		return 0, fmt.Errorf("ringbuf: consume: %w", err)
+		return 0, fmt.Errorf("ringbuf: %w", err)
 	}
 	drained := false
 	defer func() {
@@ -367,8 +367,7 @@ func (r *PerfReader) Stats() PerfStats {
 	}
 }
 
-// Close removes the descriptors the reader stored in the map (and only
-// those, unless NewPerfReader had to fall back to deleting keys), stops the
+// Close removes the descriptors the reader stored in the map, stops the
 // reader's goroutine, unmaps its rings and closes every descriptor it
 // opened. If a Consume or Poll is running on another goroutine (or Close is
 // called from a handler), Close wakes it, and whichever of the two finishes

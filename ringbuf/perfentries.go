@@ -28,7 +28,7 @@ func (r *PerfReader) useOwnMapFile(info bpfMapInfo) {
 		return
 	}
 	closeFD(r.mapFD)
-	r.mapFD, r.ownEntries = own, true
+	r.mapFD, r.owned = own, true
 }
 
 // removeEntries takes the reader's perf events out of the array. With a map
@@ -37,9 +37,9 @@ func (r *PerfReader) useOwnMapFile(info bpfMapInfo) {
 // file's release runs on the way back from the system call). Otherwise it
 // deletes the keys it stored at.
 func (r *PerfReader) removeEntries() []error {
-	if r.ownEntries {
+	if r.owned {
 		err := closeFD(r.mapFD)
-		r.mapFD, r.ownEntries = -1, false
+		r.mapFD, r.owned = -1, false
 		return []error{err}
 	}
 	var errs []error
