@@ -1,0 +1,98 @@
+package dgram_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/eventpipe/eventpipe/dgram"
+	"github.com/eventpipe/eventpipe/loop"
+)
+
+// TestClose: the close callback runs later on the loop, never inside
+// Close; the socket is released at once; later writes wrap os.ErrClosed;
+// a second Close does nothing; Run returns once nothing else is open.
+func TestClose(t *testing.T) {
+	l := newLoop(t)
+	c := listen(t, l, "udp4", "127.0.0.1:0", ignore)
+	fd := c.Fd()
+	assert.True(t, c.IsActive())
+	assert.True(t, c.HasRef())
+	calls := 0
+	c.Close(func() { calls++ })
+	c.Close(func() { calls += 100 })
+	assert.Zero(t, calls, "not inside Close")
+	assert.True(t, c.IsClosing())
+	assert.False(t, c.IsActive())
+	assert.Equal(t, -1, c.Fd())
+	_, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+	assert.ErrorIs(t, err, unix.EBADF, "the socket is closed by Close")
+	err = c.WriteTo([]byte("x"), netip.MustParseAddrPort("127.0.0.1:9"))
+	require.ErrorIs(t, err, os.ErrClosed)
+	assert.Equal(t, "dgram: write to 127.0.0.1:9: file already closed", err.Error())
+	require.NoError(t, l.Run(context.Background()))
+	assert.Equal(t, 1, calls)
+}
+
+// TestCloseFromCallback: a Conn closed by its own packet callback gets no
+// further datagrams from the batch being delivered.
+func TestCloseFromCallback(t *testing.T) {
+	l := newLoop(t)
+	got := 0
+	server := listen(t, l, "udp4", "127.0.0.1:0", func(c *dgram.Conn, _ []byte, _ netip.AddrPort) {
+		got++
+		c.Close(nil)
+	})
+	client := listen(t, l, "udp4", "127.0.0.1:0", ignore)
+	for range 10 {
+		require.NoError(t, client.WriteTo([]byte("x"), server.LocalAddr()))
+	}
+	runUntil(t, l, 5*time.Second, func() bool { return got > 0 })
+	client.Close(nil)
+	require.NoError(t, l.Run(context.Background()))
+	assert.Equal(t, 1, got)
+}
+
+// TestUnref: an unreferenced Conn does not keep Run going, and still
+// receives while something else does.
+func TestUnref(t *testing.T) {
+	l := newLoop(t)
+	got := 0
+	server := listen(t, l, "udp4", "127.0.0.1:0", func(*dgram.Conn, []byte, netip.AddrPort) { got++ })
+	server.Unref()
+	assert.False(t, server.HasRef())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, l.Run(ctx), "returns at once: nothing referenced")
+
+	client := listen(t, l, "udp4", "127.0.0.1:0", func(c *dgram.Conn, _ []byte, _ netip.AddrPort) {})
+	require.NoError(t, client.WriteTo([]byte("x"), server.LocalAddr()))
+	runUntil(t, l, 5*time.Second, func() bool { return got == 1 })
+	server.Ref()
+	assert.True(t, server.HasRef())
+}
+
+// TestClosedByLoop: a Conn whose loop closes is ended as its own Close
+// would end it: the socket is released (the leak check sees it) and
+// writes wrap os.ErrClosed.
+func TestClosedByLoop(t *testing.T) {
+	before := leakcheckTake()
+	l, err := loop.New()
+	require.NoError(t, err)
+	c, err := dgram.Listen(l, "udp4", "127.0.0.1:0", ignore)
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+	assert.True(t, c.IsClosing())
+	assert.Equal(t, -1, c.Fd())
+	err = c.WriteTo([]byte("x"), netip.MustParseAddrPort("127.0.0.1:9"))
+	assert.True(t, errors.Is(err, os.ErrClosed), "%v", err)
+	c.Close(nil) // nothing left to do, and no panic
+	before.Check(t)
+}
