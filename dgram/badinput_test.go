@@ -2,6 +2,7 @@ package dgram_test
 
 import (
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/eventpipe/eventpipe/dgram"
+	"github.com/eventpipe/eventpipe/loop"
 )
 
 // TestBadInput: every misuse is a wrapped errno naming the package and
@@ -49,6 +51,12 @@ func TestBadInput(t *testing.T) {
 	}
 	_, err := dgram.Listen(nil, "udp", "127.0.0.1:0", ignore)
 	require.ErrorIs(t, err, unix.EINVAL)
+	closed, err := loop.New()
+	require.NoError(t, err)
+	require.NoError(t, closed.Close())
+	_, err = dgram.Listen(closed, "udp", "127.0.0.1:0", ignore)
+	require.ErrorIs(t, err, os.ErrClosed)
+	assert.Equal(t, "dgram: listen udp 127.0.0.1:0: loop closed: file already closed", err.Error())
 
 	// The port is taken: EADDRINUSE, unless both ask for SO_REUSEPORT.
 	first := listen(t, l, "udp4", "127.0.0.1:0", ignore, dgram.WithReusePort())

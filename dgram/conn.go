@@ -1,6 +1,7 @@
 package dgram
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -95,6 +96,9 @@ func Listen(l *loop.Loop, network, address string, onPacket func(c *Conn, data [
 	}
 	if err != nil {
 		unix.Close(fd)
+		if errors.Is(err, os.ErrClosed) {
+			err = fmt.Errorf("loop closed: %w", os.ErrClosed) // the loop's text would name the loop package
+		}
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	c.initRecv(cfg.batch, cfg.maxPacket)
