@@ -206,6 +206,7 @@ func (c *Conn) Close(cb func()) {
 		return
 	}
 	c.closeCb = cb
+	c.closing = true // so that the close hook, run by w.Close on a closed loop, leaves it to us
 	c.w.Close(c.closed)
 	c.release()
 }
@@ -221,6 +222,9 @@ func (c *Conn) partClosed() {
 
 // release closes the descriptor once the watcher no longer watches it.
 func (c *Conn) release() {
+	if c.fd < 0 {
+		return
+	}
 	c.closing = true
 	c.dropQueue()
 	unix.Close(c.fd)

@@ -10,7 +10,10 @@
 //
 // The packet callback gets data pointing into the Conn's receive buffer,
 // valid only during the call: copy what must outlive it. Delivering a
-// datagram allocates nothing. A datagram longer than WithMaxPacket is not
+// datagram allocates nothing. The buffer has one slot of WithMaxPacket
+// bytes per message of a batch: 2 MiB with the defaults (32 slots of 64
+// KiB, so that no datagram is truncated); a service that knows its
+// datagrams are small sets a smaller maximum. A datagram longer than WithMaxPacket is not
 // delivered; it is counted in Stats.Truncated. The socket has SO_RXQ_OVFL
 // set, so the kernel reports how many datagrams it dropped for lack of room
 // in the receive buffer; Stats.Dropped adds them up. The kernel attaches
