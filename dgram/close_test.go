@@ -96,3 +96,27 @@ func TestClosedByLoop(t *testing.T) {
 	c.Close(nil) // nothing left to do, and no panic
 	before.Check(t)
 }
+
+// TestErrorQueue: with IP_RECVERR set by the user, ICMP errors for sent
+// datagrams queue on the socket and epoll reports it in error until they
+// are read: the Conn reads them (counting Errors), so the loop sleeps
+// again instead of spinning.
+func TestErrorQueue(t *testing.T) {
+	l := newLoop(t)
+	gone := listen(t, l, "udp4", "127.0.0.1:0", ignore)
+	closedPort := gone.LocalAddr()
+	gone.Close(nil)
+	c := listen(t, l, "udp4", "127.0.0.1:0", ignore)
+	require.NoError(t, unix.SetsockoptInt(c.Fd(), unix.IPPROTO_IP, unix.IP_RECVERR, 1))
+	require.NoError(t, c.WriteTo([]byte("anyone?"), closedPort))
+	runUntil(t, l, 5*time.Second, func() bool { return c.Stats().Errors > 0 })
+
+	before := l.Stats().Iterations
+	idle := l.NewTimer(l.Stop)
+	require.NoError(t, idle.Start(100*time.Millisecond, 0))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, l.Run(ctx)) // until the timer stops it
+	idle.Close(nil)
+	assert.Less(t, l.Stats().Iterations-before, uint64(20), "the loop slept through the 100ms")
+}

@@ -166,7 +166,10 @@ func localAddr(fd int) (netip.AddrPort, error) {
 
 // ready serves the socket: reading first, then the queue when writable.
 func (c *Conn) ready(ev poller.Events) {
-	if ev&(poller.Readable|poller.Error|poller.Hangup) != 0 {
+	if ev&poller.Error != 0 {
+		c.drainErrors()
+	}
+	if ev&(poller.Readable|poller.Hangup) != 0 && !c.closing {
 		c.receive()
 	}
 	if ev&(poller.Writable|poller.Error) != 0 && !c.closing {

@@ -188,3 +188,21 @@ func TestBatchedReads(t *testing.T) {
 	assert.LessOrEqual(t, st.RecvCalls, uint64(n/2), "at least 2 per call")
 	assert.GreaterOrEqual(t, st.RecvCalls, uint64(n/dgram.DefaultReadBatch), "never more than the batch per call")
 }
+
+// TestReusePort: two Conns bound to one address with WithReusePort share
+// its datagrams, spread by the kernel over the senders' addresses.
+func TestReusePort(t *testing.T) {
+	const senders = 32
+	l := newLoop(t)
+	got := [2]int{}
+	a := listen(t, l, "udp4", "127.0.0.1:0", func(*dgram.Conn, []byte, netip.AddrPort) { got[0]++ }, dgram.WithReusePort())
+	listen(t, l, "udp4", a.LocalAddr().String(), func(*dgram.Conn, []byte, netip.AddrPort) { got[1]++ }, dgram.WithReusePort())
+	for range senders {
+		s := listen(t, l, "udp4", "127.0.0.1:0", ignore)
+		require.NoError(t, s.WriteTo([]byte("x"), a.LocalAddr()))
+	}
+	runUntil(t, l, 5*time.Second, func() bool { return got[0]+got[1] == senders })
+	t.Logf("spread %d/%d", got[0], got[1])
+	assert.Positive(t, got[0], "each socket gets some of %d flows", senders)
+	assert.Positive(t, got[1], "each socket gets some of %d flows", senders)
+}

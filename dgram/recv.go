@@ -82,3 +82,28 @@ func (c *Conn) receive() {
 		}
 	}
 }
+
+// drainErrors reads the socket's error queue, which fills only when the
+// user set IP_RECVERR or IPV6_RECVERR on it (ICMP errors for datagrams
+// sent): epoll reports the socket in error while the queue holds anything,
+// so a queue nobody reads would keep the loop from ever sleeping. Each
+// entry is counted in Stats.Errors.
+func (c *Conn) drainErrors() {
+	var buf [1]byte
+	var oob [256]byte
+	for range 64 {
+		_, _, _, _, err := unix.Recvmsg(c.fd, buf[:], oob[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			break // EAGAIN: empty
+		}
+		c.stats.Errors++
+	}
+	// A pending socket error holds the error condition too; reading
+	// SO_ERROR clears it.
+	if e, err := unix.GetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && e != 0 {
+		c.stats.Errors++
+	}
+}
