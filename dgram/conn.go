@@ -90,6 +90,8 @@ func Listen(l *loop.Loop, network, address string, onPacket func(c *Conn, data [
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	c := &Conn{l: l, fd: fd, family: family, onPacket: onPacket}
+	c.initRecv(cfg.batch, cfg.maxPacket)
+	c.initSend(cfg.batch, cfg.maxQueued)
 	c.local, err = localAddr(fd)
 	if err == nil {
 		c.w, err = l.Watch(fd, poller.Readable, c.ready)
@@ -101,8 +103,6 @@ func Listen(l *loop.Loop, network, address string, onPacket func(c *Conn, data [
 		}
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	c.initRecv(cfg.batch, cfg.maxPacket)
-	c.initSend(cfg.batch, cfg.maxQueued)
 	c.w.SetCloseHook(c.partClosed)
 	return c, nil
 }
