@@ -80,9 +80,6 @@ func (s *Signal) Start(sigs ...os.Signal) error {
 	if err := s.errIfClosing("signal start"); err != nil {
 		return err
 	}
-	if s.loop.closed.Load() {
-		return fmt.Errorf("loop: signal start: %w", os.ErrClosed)
-	}
 	if s.cb == nil {
 		return fmt.Errorf("loop: signal start: %w", ErrNilCallback)
 	}
@@ -159,6 +156,8 @@ func (l *Loop) signalRelay() (*signalRelay, error) {
 		quit: make(chan struct{}),
 		done: make(chan struct{}),
 	}
+	// A closed loop refuses the Async (and a loop with a relay is not
+	// closed: its Close ends the relay).
 	a, err := l.NewAsync(r.dispatch)
 	if err != nil {
 		return nil, fmt.Errorf("loop: signal start: %w", os.ErrClosed)

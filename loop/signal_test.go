@@ -187,6 +187,9 @@ func TestSignalClosedByLoop(t *testing.T) {
 	assert.True(t, s2.IsClosing())
 	assert.False(t, s.IsActive())
 	require.ErrorIs(t, s.Start(unix.SIGUSR1), os.ErrClosed)
+	err := l.NewSignal(func(os.Signal) {}).Start(unix.SIGUSR1)
+	require.ErrorIs(t, err, os.ErrClosed, "a new Signal of a closed loop")
+	assert.Equal(t, "loop: signal start: file already closed", err.Error())
 }
 
 // TestSignalMultipleLoops (signal_multiple_loops): one signal reaches the
