@@ -311,3 +311,34 @@ func signalChild(t *testing.T, mode string) {
 	time.Sleep(5 * time.Second)
 	t.Fatal("still alive 5s after SIGTERM")
 }
+
+// TestSignalPanic: a callback that panics (no panic handler) ends the run
+// with a *PanicError; the signal is not lost: the next run delivers it to
+// the handles the panic kept from it (the panicking one may see it again,
+// at least once).
+func TestSignalPanic(t *testing.T) {
+	l := newLoop(t)
+	first, second := 0, 0
+	a := l.NewSignal(func(os.Signal) {
+		first++
+		if first == 1 {
+			panic("first")
+		}
+	})
+	var b *loop.Signal
+	b = l.NewSignal(func(os.Signal) {
+		second++
+		a.Close(nil)
+		b.Close(nil)
+	})
+	require.NoError(t, a.Start(unix.SIGUSR2))
+	require.NoError(t, b.Start(unix.SIGUSR2))
+	raise(t, unix.SIGUSR2)
+	var pe *loop.PanicError
+	require.ErrorAs(t, runErr(t, l), &pe)
+	assert.Equal(t, "first", pe.Value)
+	assert.Zero(t, second)
+	run(t, l)
+	assert.Equal(t, 1, second)
+	assert.Equal(t, 2, first)
+}
