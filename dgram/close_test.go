@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/eventpipe/eventpipe/dgram"
+	"github.com/eventpipe/eventpipe/internal/leakcheck"
 	"github.com/eventpipe/eventpipe/loop"
 )
 
@@ -130,4 +131,36 @@ func TestErrorQueue(t *testing.T) {
 	require.NoError(t, l.Run(ctx)) // until the timer stops it
 	idle.Close(nil)
 	assert.Less(t, l.Stats().Iterations-before, uint64(20), "the loop slept through the 100ms")
+}
+
+// TestChurn: Conns opened, used once and closed while others carry
+// traffic on the same loop give back every descriptor (counted every 100
+// rounds, and by newLoop's leak check).
+func TestChurn(t *testing.T) {
+	const rounds = 500
+	l := newLoop(t)
+	echo := listen(t, l, "udp4", "127.0.0.1:0", func(c *dgram.Conn, data []byte, from netip.AddrPort) {
+		require.NoError(t, c.WriteTo(data, from))
+	})
+	background := 0
+	bg := listen(t, l, "udp4", "127.0.0.1:0", func(c *dgram.Conn, data []byte, _ netip.AddrPort) {
+		background++
+		require.NoError(t, c.WriteTo(data, echo.LocalAddr()))
+	})
+	require.NoError(t, bg.WriteTo([]byte("bg"), echo.LocalAddr()))
+	fds := leakcheck.FDCount()
+	for i := range rounds {
+		replied := false
+		c, err := dgram.Listen(l, "udp", "127.0.0.1:0", func(c *dgram.Conn, data []byte, _ netip.AddrPort) {
+			replied = string(data) == "churn"
+			c.Close(nil)
+		}, dgram.WithReadBatch(1), dgram.WithMaxPacket(16))
+		require.NoError(t, err)
+		require.NoError(t, c.WriteTo([]byte("churn"), echo.LocalAddr()))
+		runUntil(t, l, 5*time.Second, func() bool { return replied })
+		if i%100 == 99 {
+			require.Equal(t, fds, leakcheck.FDCount(), "descriptors after %d rounds", i+1)
+		}
+	}
+	assert.Positive(t, background, "the background echo kept going")
 }

@@ -7,9 +7,8 @@
 //   - Load (soak_test.go): one loop serving posts from many goroutines,
 //     a thousand re-arming timers, hundreds of watched sockets and both kinds
 //     of BPF ring, fed by the kernel, loses nothing and does not grow.
-//     Its datagram part (soak_dgram_test.go): dgram Conns echoing and
-//     churning on the same loop; every datagram returns or the kernel
-//     counted it dropped.
+//     Its datagram part (soak_dgram_test.go): dgram Conns echoing on the
+//     same loop; every datagram returns or the kernel counted it dropped.
 //   - Descriptor exhaustion (fdlimit_test.go): at RLIMIT_NOFILE every
 //     constructor fails with an error wrapping EMFILE, never panics, and
 //     gives back the descriptors it had already opened.
