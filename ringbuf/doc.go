@@ -130,4 +130,16 @@
 // uint32 category. Register returns ids in order starting at 0; a BPF
 // program writes that id in front of each record. Dispatcher.Sample and
 // Dispatcher.Record fit a Handler and RingReader.Consume directly.
+//
+// # Time, merging and simulation
+//
+// PerfOptions.Timestamps opens the perf events with PERF_SAMPLE_TIME on
+// CLOCK_MONOTONIC; Handler.SampleAt receives each sample's time. Peek and
+// Advance (between Begin and End, for a series of them) let a caller hold
+// each ring's head record in place, without copying it, and decide which
+// ring to deliver from next: a merge by time across CPUs, as package
+// eventpipe does. PerfSim builds perf rings in ordinary memory and writes
+// records into them exactly as the kernel does (samples with their padding
+// and optional time, lost records, wraps); the same code reads them, so
+// handlers can be tested without privileges.
 package ringbuf
