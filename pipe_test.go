@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -161,7 +162,30 @@ func TestManySources(t *testing.T) {
 			}
 		}()
 	}
+	// Stats is read from another goroutine meanwhile: the race detector
+	// checks it is safe, and the counts only grow.
+	stop := make(chan struct{})
+	watched := make(chan error, 1)
+	go func() {
+		var last Stats
+		for {
+			select {
+			case <-stop:
+				watched <- nil
+				return
+			default:
+			}
+			s := p.Stats()
+			if s.Delivered < last.Delivered || s.Errors != 0 {
+				watched <- fmt.Errorf("stats went from %+v to %+v", last, s)
+				return
+			}
+			last = s
+		}
+	}()
 	runUntil(t, l, 30*time.Second, func() bool { return p.Stats().Delivered == 5*perSource })
+	close(stop)
+	require.NoError(t, <-watched)
 	wg.Wait()
 	for _, prod := range prods {
 		require.Equal(t, bpftest.Stats{Written: perSource}, prod.Stats())
