@@ -16,6 +16,7 @@ bin=$(mktemp -d)/bench.test
 trap 'rm -rf "$(dirname "$bin")"' EXIT
 export EVENTPIPE_REQUIRE_BPF=1 # a ring benchmark that would skip fails instead
 go test -c -o "$bin" .
+libbpf/build.sh # the libbpf peer of the ring drains, at libbpf/drain
 : > "$out"
 : > "$load"
 for round in $(seq "$rounds"); do
