@@ -1,6 +1,9 @@
 package eventpipe
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // merge delivers the records of every perf ring (of every perf source and
 // simulated source) in timestamp order: a k-way merge over the rings' head
@@ -17,8 +20,10 @@ import "time"
 // older than the latest delivered one is late: delivered at once (it is
 // the oldest head), counted, never dropped.
 //
-// Choosing the oldest head looks at every ring, O(rings) per record, which
-// is cheaper than a heap for the few dozen rings of a machine's CPUs.
+// Choosing the oldest head looks at every ring; after that, records of the
+// chosen ring go out one after another for as long as they are older than
+// every other ring's head, without looking again (a burst on one CPU costs
+// one scan, not one per record).
 func (p *Pipe) merge() {
 	if p.merging {
 		return // a handler's call that led back here; the outer run goes on
@@ -34,59 +39,91 @@ func (p *Pipe) merge() {
 		}
 		p.inMerge = append(p.inMerge, s)
 	}
+	now := uint64(0)
 	for !p.closed {
-		var best *heldRecord
-		var from *perfSource
-		ring := 0
-		all := true
-		for _, s := range p.inMerge {
-			for i := range s.heads {
-				h := &s.heads[i]
-				if !h.ok {
-					p.readerCalls++
-					ps, ok, err := s.rings.Peek(i, p.lostFn)
-					if p.closed {
-						return
-					}
-					if err != nil {
-						p.fail(err)
-					}
-					if !ok {
-						all = false
-						continue
-					}
-					h.s, h.ok = ps, true
-				}
-				if best == nil || h.s.Time < best.s.Time {
-					best, from, ring = h, s, i
-				}
-			}
-		}
-		if best == nil {
+		best, from, ring, second, all := p.scanHeads()
+		if p.closed || best == nil {
 			return
 		}
-		if !all {
-			due := best.s.Time + p.window
-			if now := p.clock.now(); due > now {
-				_ = p.kick.Start(time.Duration(due-now), 0)
+		for {
+			if !all {
+				due := best.s.Time + p.window
+				if due > now {
+					now = p.clock.now()
+				}
+				if due > now {
+					_ = p.kick.Start(time.Duration(due-now), 0)
+					return
+				}
+			}
+			at := best.s.Time
+			if at < p.lastTime {
+				p.late.Add(1)
+			} else {
+				p.lastTime = at
+			}
+			best.ok = false
+			p.route(best.s.CPU, at, best.s.Data)
+			if p.closed {
 				return
 			}
-		}
-		at := best.s.Time
-		if at < p.lastTime {
-			p.late.Add(1)
-		} else {
-			p.lastTime = at
-		}
-		best.ok = false
-		p.route(best.s.CPU, at, best.s.Data)
-		if p.closed {
-			return
-		}
-		if _, err := from.rings.Advance(ring); err != nil {
-			p.fail(err)
+			if _, err := from.rings.Advance(ring); err != nil {
+				p.fail(err)
+			}
+			p.readerCalls++
+			ps, ok, err := from.rings.Peek(ring, p.lostFn)
+			if p.closed {
+				return
+			}
+			if err != nil {
+				p.fail(err)
+			}
+			if !ok {
+				break // the ring ran dry: look at all of them again
+			}
+			best.s, best.ok = ps, true
+			if ps.Time > second {
+				break // another ring's head is older now
+			}
 		}
 	}
+}
+
+// scanHeads peeks every ring that has no head held, and returns the oldest
+// head, where it is, the oldest time among the other rings' heads
+// (MaxUint64 if none), and whether every ring holds a head.
+func (p *Pipe) scanHeads() (best *heldRecord, from *perfSource, ring int, second uint64, all bool) {
+	second, all = math.MaxUint64, true
+	for _, s := range p.inMerge {
+		for i := range s.heads {
+			h := &s.heads[i]
+			if !h.ok {
+				p.readerCalls++
+				ps, ok, err := s.rings.Peek(i, p.lostFn)
+				if p.closed {
+					return nil, nil, 0, 0, false
+				}
+				if err != nil {
+					p.fail(err)
+				}
+				if !ok {
+					all = false
+					continue
+				}
+				h.s, h.ok = ps, true
+			}
+			switch {
+			case best == nil:
+				best, from, ring = h, s, i
+			case h.s.Time < best.s.Time:
+				second = best.s.Time
+				best, from, ring = h, s, i
+			case h.s.Time < second:
+				second = h.s.Time
+			}
+		}
+	}
+	return best, from, ring, second, all
 }
 
 // endMerge ends the readers' claims, also when a handler panicked; a

@@ -278,7 +278,7 @@ func (p *Pipe) drainPending(rings bool) {
 		}
 	}
 	for _, s := range p.rings {
-		if rings && !p.closed && s.reader.Available() > 0 {
+		if rings && !p.closed && s.reader.Pending() {
 			p.consumeRing(s)
 		}
 	}
