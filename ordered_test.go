@@ -142,3 +142,63 @@ func TestOrderedSim(t *testing.T) {
 	require.Equal(t, uint64(3), p.Stats().Delivered)
 	closePipe(t, l, p)
 }
+
+// Two perf arrays written by producers pinned to each CPU and a simulated
+// source stamped with the same clock, on one ordered pipe: one stream, in
+// time order.
+func TestOrderedAcrossSources(t *testing.T) {
+	m1, m2 := perfArray(t), perfArray(t)
+	cpus := onlineCPUs(t)
+	l := newLoop(t)
+	p := newPipe(t, l, Options{Ordered: true, ReorderWindow: 200 * time.Millisecond})
+	var last uint64
+	backwards, fromSim := 0, 0
+	p.Register(func(ev Event) {
+		if ev.Time < last {
+			backwards++
+		}
+		last = ev.Time
+		if binary.LittleEndian.Uint32(ev.Payload) == 99 {
+			fromSim++
+		}
+	})
+	opts := ringbuf.PerfOptions{PagesPerCPU: 64}
+	require.NoError(t, p.AttachPerf(m1.FD(), opts))
+	require.NoError(t, p.AttachPerf(m2.FD(), opts))
+	sim := p.AttachSim(1)
+	simTick := l.NewTimer(func() {
+		if err := sim.Emit(0, 0, []byte{99, 0, 0, 0}); err != nil {
+			t.Error(err)
+		}
+	})
+	require.NoError(t, simTick.Start(0, time.Millisecond))
+
+	const perProducer = 200
+	var wg sync.WaitGroup
+	for i, m := range []*bpftest.Map{m1, m2} {
+		for _, cpu := range cpus {
+			prod := perfProducer(t, m, 16)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pinCPU(t, cpu)
+				buf := make([]byte, 16)
+				for seq := range uint32(perProducer) {
+					if err := prod.Emit(rec(buf, 0, uint32(i), seq)); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+	}
+	want := uint64(2 * len(cpus) * perProducer)
+	runUntil(t, l, 30*time.Second, func() bool { return p.Stats().Delivered-uint64(fromSim) == want })
+	wg.Wait()
+	simTick.Close(nil)
+	t.Logf("%d kernel records and %d simulated ones", want, fromSim)
+	require.Positive(t, fromSim)
+	require.Zero(t, backwards)
+	require.Zero(t, p.Stats().Late)
+	closePipe(t, l, p)
+}
