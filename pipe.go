@@ -26,8 +26,9 @@ type Options struct {
 	// with a large WakeupEvents or Watermark is not woken for every
 	// record): a loop timer of this period looks at every ring's head and
 	// tail positions and drains those that hold records. A tick that finds
-	// every ring empty makes no system call and calls no reader. 0 turns it
-	// off.
+	// every ring empty makes no system call and calls no reader. On an
+	// Ordered pipe a record found this way may then be held up to
+	// ReorderWindow more, waiting for the other CPUs. 0 turns it off.
 	MaxLatency time.Duration
 	// Ordered merges the records of all perf sources (and simulated ones)
 	// across CPUs in the order of the kernel's timestamps: the pipe opens

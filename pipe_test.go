@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/eventpipe/eventpipe/internal/bpftest"
+	"github.com/eventpipe/eventpipe/internal/leakcheck"
 	"github.com/eventpipe/eventpipe/ringbuf"
 )
 
@@ -344,5 +345,45 @@ func TestPartClosedEndsPipe(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		require.NoError(t, l.Run(ctx), "%s: nothing of the pipe keeps the loop alive", part)
 		cancel()
+	}
+}
+
+// A handler may close the pipe: no record is delivered after that, and
+// everything is released, ordered or not.
+func TestCloseFromHandler(t *testing.T) {
+	m := perfArray(t)
+	cpu := onlineCPUs(t)[0]
+	for _, ordered := range []bool{false, true} {
+		l := newLoop(t)
+		prod := perfProducer(t, m, 16)
+		snap := leakcheck.Take()
+		p := newPipe(t, l, Options{Ordered: ordered, ReorderWindow: time.Nanosecond})
+		got := 0
+		closed := false
+		cat := p.Register(func(Event) {
+			got++
+			p.Close(func() { closed = true })
+		})
+		require.NoError(t, p.AttachPerf(m.FD(), ringbuf.PerfOptions{CPUs: []int{cpu}}))
+		sim := p.AttachSim(1)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			pinCPU(t, cpu)
+			buf := make([]byte, 16)
+			for i := range 5 {
+				if err := prod.Emit(rec(buf, cat, 0, uint32(i))); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+		<-done
+		require.NoError(t, sim.Emit(0, cat, nil))
+		runUntil(t, l, 5*time.Second, func() bool { return closed })
+		require.Equal(t, 1, got)
+		require.Equal(t, uint64(1), p.Stats().Delivered)
+		require.Empty(t, snap.Diff(time.Second), "ordered %v", ordered)
+		_, err := m.LookupU32(uint32(cpu))
+		require.ErrorIs(t, err, unix.ENOENT)
 	}
 }
