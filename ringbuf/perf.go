@@ -411,7 +411,7 @@ func (r *PerfReader) consumeAll(h *Handler) (total int, first error) {
 		// that was to come.
 		r.kicked = false
 		if _, err := r.wake.Read(); err != nil && !errors.Is(err, unix.EAGAIN) {
-			return 0, fmt.Errorf("ringbuf: %w", err)
+			return 0, fmt.Errorf("ringbuf: consume: %w", err)
 		}
 	}
 	drained := false
