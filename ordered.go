@@ -29,7 +29,14 @@ func (p *Pipe) merge() {
 		return // a handler's call that led back here; the outer run goes on
 	}
 	p.merging = true
-	defer p.endMerge()
+	finished := false
+	defer func() { p.endMerge(!finished) }()
+	p.mergeRun()
+	finished = true
+}
+
+// mergeRun is merge's body, between the claims and their end.
+func (p *Pipe) mergeRun() {
 	// One claim of each reader for the whole run, not one per Peek and
 	// Advance.
 	for _, s := range p.perf {
@@ -63,7 +70,9 @@ func (p *Pipe) merge() {
 				p.lastTime = at
 			}
 			best.ok = false
+			p.routing, p.routingRing = from, ring
 			p.route(best.s.CPU, at, best.s.Data)
+			p.routing = nil
 			if p.closed {
 				return
 			}
@@ -128,7 +137,18 @@ func (p *Pipe) scanHeads() (best *heldRecord, from *perfSource, ring int, second
 
 // endMerge ends the readers' claims, also when a handler panicked; a
 // reader closed meanwhile is released here.
-func (p *Pipe) endMerge() {
+func (p *Pipe) endMerge(panicked bool) {
+	if s := p.routing; s != nil {
+		// A handler panicked: its record counts as delivered, as in
+		// ringbuf's Consume, so that it does not come back to panic again.
+		p.routing = nil
+		if !p.closed {
+			_, _ = s.rings.Advance(p.routingRing)
+		}
+	}
+	if panicked && !p.closed {
+		p.wake() // the records after it wait for no wakeup: come back for them
+	}
 	for i, s := range p.inMerge {
 		if err := s.rings.End(); err != nil && !p.closed {
 			p.fail(err)

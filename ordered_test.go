@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/eventpipe/eventpipe/internal/bpftest"
+	"github.com/eventpipe/eventpipe/loop"
 	"github.com/eventpipe/eventpipe/ringbuf"
 )
 
@@ -201,4 +202,40 @@ func TestOrderedAcrossSources(t *testing.T) {
 	require.Zero(t, backwards)
 	require.Zero(t, p.Stats().Late)
 	closePipe(t, l, p)
+}
+
+// A handler that panics ends the loop's pass with the panic; its record
+// counts as delivered (it does not come back), and the next pass delivers
+// the rest, ordered or not.
+func TestHandlerPanic(t *testing.T) {
+	for _, ordered := range []bool{false, true} {
+		l := newLoop(t)
+		p := newPipe(t, l, Options{Ordered: ordered})
+		var got []byte
+		panicOn, want := byte(3), []byte{1, 3, 2, 4} // ring 0, then ring 1
+		if ordered {
+			panicOn, want = 2, []byte{1, 2, 3, 4} // by time
+		}
+		p.Register(func(ev Event) {
+			got = append(got, ev.Payload[0])
+			if ev.Payload[0] == panicOn {
+				panic("handler")
+			}
+		})
+		sim := p.AttachSim(2)
+		for i := range uint64(4) {
+			require.NoError(t, sim.EmitAt(int(i%2), i+1, 0, []byte{byte(i + 1)}))
+		}
+		var err error
+		for i := 0; i < 10 && err == nil; i++ {
+			_, err = l.RunOnce()
+		}
+		var pe *loop.PanicError
+		require.ErrorAs(t, err, &pe)
+		require.Equal(t, want[:len(got)], got)
+		require.Equal(t, panicOn, got[len(got)-1])
+		runUntil(t, l, 5*time.Second, func() bool { return len(got) == 4 })
+		require.Equal(t, want, got, "ordered %v", ordered)
+		closePipe(t, l, p)
+	}
 }

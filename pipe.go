@@ -85,7 +85,10 @@ type Pipe struct {
 	lastTime uint64 // Ordered: time of the latest record delivered in order
 	merging  bool
 	inMerge  []*perfSource // sources a merge has claimed (Begin), to End
-	closed   bool
+
+	routing     *perfSource // the merge's record being handled, for a panic
+	routingRing int
+	closed      bool
 
 	drops dropCounter
 
@@ -241,11 +244,18 @@ func (p *Pipe) onKick() {
 		p.merge()
 		return
 	}
+	finished := false
+	defer func() {
+		if !finished && !p.closed {
+			p.wake() // a handler panicked: come back for the records after it
+		}
+	}()
 	for _, s := range p.perf {
 		if s.reader == nil && !p.closed {
 			p.consumePerf(s)
 		}
 	}
+	finished = true
 }
 
 // onTick is the MaxLatency check: positions only, a drain only where a
