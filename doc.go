@@ -29,7 +29,9 @@
 // Each source is one watched descriptor. A record is delivered as an Event
 // whose Payload points into the ring: nothing is copied and nothing is
 // allocated per record, ordered or not. Handlers run on the loop goroutine
-// and must not keep Payload past their return.
+// and must not keep Payload past their return. A handler that panics ends
+// the loop's pass as any callback's panic does; its record counts as
+// delivered, and the records after it follow on the next pass.
 //
 // Options.MaxLatency bounds how long a record can wait when the kernel does
 // not wake the reader for it (perf's WakeupEvents or Watermark batch the
