@@ -3,15 +3,17 @@ package eventpipe
 import "testing"
 
 // BenchmarkSimDrain compares the drain of simulated perf rings (two CPUs,
-// interleaved in time) unordered and through the ordered merge. One op is
-// one record; filling the rings is outside the timer.
+// their records interleaved in time, or in bursts of 50 per CPU) unordered
+// and through the ordered merge. One op is one record; filling the rings
+// is outside the timer.
 func BenchmarkSimDrain(b *testing.B) {
-	for _, ordered := range []bool{false, true} {
-		name := "unordered"
-		if ordered {
-			name = "ordered"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, c := range []struct {
+		name    string
+		ordered bool
+		burst   int
+	}{{"unordered", false, 1}, {"ordered/interleaved", true, 1}, {"ordered/bursts", true, 50}} {
+		ordered := c.ordered
+		b.Run(c.name, func(b *testing.B) {
 			l := newLoop(b)
 			p := newPipe(b, l, Options{Ordered: ordered})
 			n := 0
@@ -25,7 +27,7 @@ func BenchmarkSimDrain(b *testing.B) {
 				b.StopTimer()
 				for i := range batch {
 					t++
-					if err := sim.EmitAt(i%2, t, cat, payload); err != nil {
+					if err := sim.EmitAt(i/c.burst%2, t, cat, payload); err != nil {
 						b.Fatal(err)
 					}
 				}
