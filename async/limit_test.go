@@ -329,7 +329,7 @@ func TestErrorText(t *testing.T) {
 // Posting under a limit allocates nothing beyond the closure either.
 func TestPostLimitedAllocatesNothing(t *testing.T) {
 	q := newQueue(t)
-	require.NoError(t, q.SetLimit(1 << 20))
+	require.NoError(t, q.SetLimit(1<<20))
 	fn := func() {}
 	allocs := testing.AllocsPerRun(1000, func() {
 		for range 64 {
