@@ -243,7 +243,9 @@ func (q *Queue) PostContext(ctx context.Context, fn func()) error {
 }
 
 // Limited returns how many tasks posted with PostLimited and PostContext
-// wait (0 without a limit: they are counted only under one).
+// wait (0 without a limit: they are counted only under one). While posts
+// race for the last room it may read above the limit by the number of
+// refused posts still undoing their count; the tasks queued never exceed it.
 func (q *Queue) Limited() int { return int(q.limited.Load()) }
 
 // Seal refuses further PostLimited and PostContext calls (an error wrapping

@@ -8,11 +8,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// noop is the callback of an AfterFunc timer given a nil fn.
+func noop() {}
+
 // Timer runs a callback once after a timeout, and then every repeat interval
 // if repeat is non-zero.
 //
 // Its due time and start order live in the loop's timer heap, not in the
-// Timer, which keeps it in the 48-byte size class.
+// Timer, which keeps it in the 48-byte size class (the registry link for
+// Walk fits in the padding of handle).
 type Timer struct {
 	handle
 	cb      func()
@@ -20,21 +24,38 @@ type Timer struct {
 	index   int32 // position in the heap, -1 when not in it
 	ready   bool  // collected as due in the current pass
 	started bool  // Start was called at least once
+	// ephemeral: made by AfterFunc, in the loop's registry only while
+	// active, so that a fired one the caller dropped is garbage.
+	ephemeral bool
 }
 
-// NewTimer creates a stopped timer that will run cb on the loop.
+// NewTimer creates a stopped timer that will run cb on the loop. Like every
+// handle, it belongs to the loop until closed: Walk sees it, started or
+// stopped, and the loop holds it until it (or the loop) is closed.
 func (l *Loop) NewTimer(cb func()) *Timer {
 	t := &Timer{cb: cb, index: -1}
 	t.init(l)
+	l.track(t)
 	return t
 }
 
 // AfterFunc starts a one-shot timer that runs fn after d, like
-// time.AfterFunc but on the loop. With a nil fn or negative d the returned
-// timer is not started.
+// time.AfterFunc but on the loop. As with time.AfterFunc, a negative d is
+// taken as 0: the timer fires on the next timer pass. A nil fn makes a timer
+// that fires after d and calls nothing: it keeps the loop alive until then,
+// as a sleep on the loop would (time.AfterFunc with a nil f panics when it
+// fires, which the loop never does). On a closed loop the timer returned is
+// not started (its Start says why: os.ErrClosed).
+//
+// The loop holds the timer only while it is active (see Walk): once it fired
+// or was stopped, a timer the caller dropped is garbage.
 func (l *Loop) AfterFunc(d time.Duration, fn func()) *Timer {
-	t := l.NewTimer(fn)
-	_ = t.Start(d, 0)
+	if fn == nil {
+		fn = noop
+	}
+	t := &Timer{cb: fn, index: -1, ephemeral: true}
+	t.init(l)
+	_ = t.Start(max(d, 0), 0)
 	return t
 }
 
@@ -46,14 +67,14 @@ func (t *Timer) Start(timeout, repeat time.Duration) error {
 	if err := t.errIfClosing("timer start"); err != nil {
 		return err
 	}
-	if t.loop.closed.Load() {
-		return errClosed
+	if t.loop.closed() {
+		return closedError("timer start")
 	}
 	if t.cb == nil {
-		return fmt.Errorf("loop: timer start: %w", ErrNilCallback)
+		return nilError("timer start")
 	}
 	if timeout < 0 || repeat < 0 {
-		return fmt.Errorf("loop: timer start(%v, %v): negative duration: %w", timeout, repeat, unix.EINVAL)
+		return opError(fmt.Sprintf("loop: timer start(%v, %v): negative duration", timeout, repeat), unix.EINVAL)
 	}
 	t.Stop()
 	t.started = true
@@ -65,6 +86,9 @@ func (t *Timer) Start(timeout, repeat time.Duration) error {
 	}
 	l.timers.push(timerEntry{due: due, seq: l.timerSeq, t: t})
 	l.timerSeq++
+	if t.ephemeral {
+		l.track(t)
+	}
 	t.setActive(true)
 	return nil
 }
@@ -75,6 +99,9 @@ func (t *Timer) Stop() {
 	t.ready = false
 	if t.index >= 0 {
 		t.loop.timers.remove(t)
+	}
+	if t.ephemeral {
+		t.loop.untrack(&t.handle)
 	}
 	t.setActive(false)
 }
@@ -97,7 +124,11 @@ func (t *Timer) Again() error {
 }
 
 // SetRepeat changes the repeat interval. It takes effect at the next re-arm;
-// a timer that is running now keeps its current due time.
+// a timer that is running now keeps its current due time. A negative d is
+// taken as 0, no repeat: SetRepeat has no error to return, and a timer that
+// stops repeating is what a negative interval can sensibly mean (as
+// time.Ticker.Reset refuses one, Start refuses a negative repeat with
+// EINVAL, where an error can be returned).
 func (t *Timer) SetRepeat(d time.Duration) {
 	if d < 0 {
 		d = 0
@@ -139,6 +170,9 @@ func (l *Loop) runTimers() {
 		e := l.timers[0]
 		e.t.Stop()
 		e.t.ready = true
+		if e.t.ephemeral {
+			l.track(e.t) // due, not fired: still the loop's (Walk sees it)
+		}
 		l.ready = append(l.ready, e)
 	}
 	for i, e := range l.ready {
@@ -161,6 +195,9 @@ func (l *Loop) runTimers() {
 		t.ready = false
 		if t.repeat > 0 {
 			_ = t.Start(t.repeat, t.repeat)
+		}
+		if t.ephemeral && !t.active {
+			l.untrack(&t.handle) // fired for good: the caller's, or garbage
 		}
 		l.call(t.cb)
 	}
