@@ -1,6 +1,5 @@
 package loop
 
-
 // Hook runs a callback once per loop iteration at a fixed point: idle hooks
 // first (and, while any is active, the loop does not block in poll), prepare
 // hooks just before the poll, check hooks just after it.
