@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -437,6 +436,7 @@ func (q *Queue) drain(max int) (ran int, more bool) {
 
 	finished := false
 	tookLimited := false
+	stalled := false
 	defer func() {
 		q.ran.Add(uint64(ran))
 		if !finished {
@@ -446,7 +446,7 @@ func (q *Queue) drain(max int) (ran int, more bool) {
 			// drain began, whose wakeup this drain has consumed.
 			q.resuming, q.resumeEnd, q.resumeLeft = true, end, left
 			q.signal()
-		} else if q.pos.Load() < q.acceptedEnd() {
+		} else if !stalled && q.pos.Load() < q.acceptedEnd() {
 			// Left for next time (the budget, or tasks posted by a
 			// producer that saw pending set by a resumed drain's
 			// panic): a fresh edge brings the consumer back.
@@ -473,10 +473,14 @@ func (q *Queue) drain(max int) (ran int, more bool) {
 			q.advance()
 		}
 		sl := &q.head.slots[q.hidx]
-		for sl.ready.Load() != q.hgen {
-			// Claimed, and its producer is between the claim and the
-			// store that publishes it.
-			runtime.Gosched()
+		if sl.ready.Load() != q.hgen && !q.awaitPublished(sl) {
+			// Its producer was descheduled between the claim and the
+			// store that publishes the task, and may stay so for a
+			// scheduler time slice. Waiting here would hold up the
+			// consumer's timers and io for as long; stop instead. The
+			// producer's signal, after its store, wakes the consumer.
+			stalled = true
+			break
 		}
 		fn := sl.fn
 		sl.fn = nil // drop the reference for the collector
@@ -494,6 +498,23 @@ func (q *Queue) drain(max int) (ran int, more bool) {
 	finished = true
 	return ran, more
 }
+
+// awaitPublished waits briefly for the producer of a claimed slot to publish
+// its task: in the common case it is a few instructions away. It reports
+// whether it did.
+func (q *Queue) awaitPublished(sl *slot) bool {
+	for range publishSpins {
+		if sl.ready.Load() == q.hgen {
+			return true
+		}
+	}
+	return false
+}
+
+// publishSpins bounds awaitPublished: about a microsecond of loads, against
+// a producer preempted for milliseconds. It does not yield: a yield puts the
+// consumer behind every runnable goroutine, the producers first.
+const publishSpins = 512
 
 // advance moves the consumer to the next segment, which exists since an
 // accepted task lies beyond the head, and retires the old head for reuse.
