@@ -114,7 +114,7 @@ func (t *Timer) Again() error {
 		return err
 	}
 	if !t.started {
-		return fmt.Errorf("loop: timer again: never started: %w", unix.EINVAL)
+		return opError("loop: timer again: never started", unix.EINVAL)
 	}
 	if t.repeat == 0 {
 		t.Stop()
