@@ -24,8 +24,8 @@ import (
 //
 // What the loop controls is asserted exactly: no iteration runs more than
 // the task budget, every iteration dispatches io, no timer pass leaves the
-// timer due, and so no gap between fires exceeds the period plus the
-// longest iteration. How long an iteration takes on the wall clock is not
+// timer due, and so no gap between fires exceeds the period plus two of the
+// longest iterations. How long an iteration takes on the wall clock is not
 // the loop's to promise: on 2 shared CPUs the Go scheduler and the kernel
 // deschedule the loop goroutine for tens or hundreds of milliseconds, even
 // between two trivial tasks of one drain. So the 50 ms bound is asserted on
@@ -171,8 +171,11 @@ func TestFloodDoesNotStarveTimersOrIO(t *testing.T) {
 	require.LessOrEqual(t, maxTasksPerIteration, loop.DefaultTaskBudget+1, "an iteration ran more than the budget") // +1: the floodDone task
 	require.Zero(t, starvedIterations, "an iteration dispatched no io although the descriptor was readable")
 	require.Zero(t, passedBy, "a timer pass left the timer due")
-	require.LessOrEqual(t, maxGap, time.Millisecond+maxIteration+5*time.Millisecond,
-		"a gap longer than the period and the longest iteration")
+	// Fires k and k+1 happen in timer passes T(i) and T(j). T(j-1) did
+	// not find the timer due, so T(j-1) is within the period of T(i), and
+	// T(j)-T(j-1) spans at most two prepare-to-prepare iterations.
+	require.LessOrEqual(t, maxGap, time.Millisecond+2*maxIteration+5*time.Millisecond,
+		"a gap longer than the period and the longest iterations")
 	require.Less(t, maxIterationCPU, 50*time.Millisecond, "an iteration took the loop %v of CPU", maxIterationCPU)
 }
 
