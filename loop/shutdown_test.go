@@ -268,8 +268,9 @@ func TestWorkExitPaths(t *testing.T) {
 	require.False(t, l.Alive(), "Alive after Close")
 }
 
-// Close racing with Run, RunOnce and RunNoWait from separate goroutines:
-// either Close is refused with EBUSY (and succeeds once the run is over) or
+// Close (or Shutdown, every other round) racing with Run, RunOnce and
+// RunNoWait from separate goroutines: either Close is refused with EBUSY
+// (and succeeds once the run is over) or
 // the run is refused with os.ErrClosed; a run that proceeds fires its due
 // timer, and the race detector sees no unsynchronised access.
 func TestCloseRacingWithRun(t *testing.T) {
@@ -303,7 +304,12 @@ func TestCloseRacingWithRun(t *testing.T) {
 		go func() {
 			<-start
 			for {
-				err := l.Close()
+				var err error
+				if round%2 == 0 {
+					err = l.Close()
+				} else {
+					err = l.Shutdown(context.Background())
+				}
 				if !errors.Is(err, unix.EBUSY) {
 					closeErr <- err
 					return
