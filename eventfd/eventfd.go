@@ -1,7 +1,6 @@
 package eventfd
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"sync/atomic"
@@ -36,15 +35,15 @@ type FD struct {
 // New creates an eventfd whose counter starts at initval.
 func New(initval uint, flags Flags) (*FD, error) {
 	if flags&^(Semaphore|NonBlocking) != 0 {
-		return nil, fmt.Errorf("eventfd: unknown flags %#x: %w", int(flags), unix.EINVAL)
+		return nil, fmt.Errorf("eventfd: new: unknown flags %#x: %w", int(flags), unix.EINVAL)
 	}
 	if uint64(initval) > 1<<32-1 {
 		// eventfd2 takes an unsigned int; a larger value would be truncated.
-		return nil, fmt.Errorf("eventfd: initial value %d exceeds 2^32-1: %w", initval, unix.EINVAL)
+		return nil, fmt.Errorf("eventfd: new: initial value %d exceeds 2^32-1: %w", initval, unix.EINVAL)
 	}
 	fd, err := unix.Eventfd(initval, int(flags)|unix.EFD_CLOEXEC)
 	if err != nil {
-		return nil, fmt.Errorf("eventfd: %w", os.NewSyscallError("eventfd2", err))
+		return nil, fmt.Errorf("eventfd: new: %w", os.NewSyscallError("eventfd2", err))
 	}
 	e := &FD{}
 	e.fd.Store(int64(fd))
@@ -61,7 +60,7 @@ func (e *FD) Fd() int { return int(e.fd.Load()) }
 func (e *FD) Write(n uint64) error {
 	fd := e.fd.Load()
 	if fd < 0 {
-		return errClosed
+		return errWriteClosed
 	}
 	if n > maxCounter {
 		return errWriteInvalid
@@ -83,7 +82,7 @@ func (e *FD) Write(n uint64) error {
 func (e *FD) Read() (uint64, error) {
 	fd := e.fd.Load()
 	if fd < 0 {
-		return 0, errClosed
+		return 0, errReadClosed
 	}
 	for {
 		v, err := read8(int(fd))
@@ -101,10 +100,10 @@ func (e *FD) Read() (uint64, error) {
 func (e *FD) Close() error {
 	fd := e.fd.Swap(-1)
 	if fd < 0 {
-		return errClosed
+		return errCloseClosed
 	}
 	if err := unix.Close(int(fd)); err != nil {
-		return fmt.Errorf("eventfd: %w", os.NewSyscallError("close", err))
+		return fmt.Errorf("eventfd: close: %w", os.NewSyscallError("close", err))
 	}
 	return nil
 }
@@ -112,10 +111,12 @@ func (e *FD) Close() error {
 // The errors a hot caller meets routinely are built once, so that failing
 // with them allocates nothing.
 var (
-	errClosed       = fmt.Errorf("eventfd: %w", os.ErrClosed)
-	errReadAgain    = &os.SyscallError{Syscall: "eventfd read", Err: unix.EAGAIN}
-	errWriteAgain   = &os.SyscallError{Syscall: "eventfd write", Err: unix.EAGAIN}
-	errWriteInvalid = &os.SyscallError{Syscall: "eventfd write", Err: unix.EINVAL}
+	errReadClosed   = fmt.Errorf("eventfd: read: %w", os.ErrClosed)
+	errWriteClosed  = fmt.Errorf("eventfd: write: %w", os.ErrClosed)
+	errCloseClosed  = fmt.Errorf("eventfd: close: %w", os.ErrClosed)
+	errReadAgain    = &os.SyscallError{Syscall: "eventfd: read", Err: unix.EAGAIN}
+	errWriteAgain   = &os.SyscallError{Syscall: "eventfd: write", Err: unix.EAGAIN}
+	errWriteInvalid = &os.SyscallError{Syscall: "eventfd: write", Err: unix.EINVAL}
 )
 
 func wrapErrno(op string, err unix.Errno) error {
@@ -125,7 +126,7 @@ func wrapErrno(op string, err unix.Errno) error {
 	case err == unix.EAGAIN:
 		return errWriteAgain
 	case err == unix.EBADF:
-		return fmt.Errorf("eventfd %s: %w", op, errors.Join(err, os.ErrClosed))
+		return fmt.Errorf("eventfd: %s: %w (%w)", op, os.ErrClosed, err)
 	}
-	return os.NewSyscallError("eventfd "+op, err)
+	return os.NewSyscallError("eventfd: "+op, err)
 }

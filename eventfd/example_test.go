@@ -22,5 +22,5 @@ func Example() {
 	fmt.Println("then:", err)
 	// Output:
 	// counter: 5
-	// then: eventfd read: resource temporarily unavailable
+	// then: eventfd: read: resource temporarily unavailable
 }

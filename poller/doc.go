@@ -11,5 +11,7 @@
 // Errors wrap the kernel's errno, so errors.Is(err, unix.EEXIST) identifies a
 // duplicate Add and errors.Is(err, unix.ENOENT) a Modify or Delete of a
 // descriptor that is not registered. A regular file cannot be polled; Add
-// reports EPERM for it.
+// reports EPERM for it. A descriptor number outside 0..math.MaxInt32 is
+// EBADF: the kernel reads the argument as a 32-bit int, and would otherwise
+// take 1<<32+fd for fd.
 package poller

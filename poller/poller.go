@@ -13,30 +13,78 @@ import (
 // Poller is an epoll instance. Add, Modify and Delete may be called from any
 // goroutine, also while another goroutine waits. Wait uses an internal buffer
 // and is meant for one goroutine at a time; concurrent Waits are serialised.
+// Close may be called from any goroutine, also during a Wait (see Close).
 type Poller struct {
-	epfd atomic.Int64 // -1 once closed
+	epfd int // the epoll descriptor; closed once state is closed with no users
+
+	// state is stateClosed plus stateUser per call inside the descriptor.
+	// A call holds the descriptor from before its first system call to
+	// after its last, so the number it uses is never closed, let alone
+	// reused by another open, while it runs.
+	state atomic.Uint64
 
 	waitMu sync.Mutex
 	kbuf   []unix.EpollEvent // what the kernel fills; grown to the caller's slice
 }
 
+const (
+	stateClosed = 1
+	stateUser   = 2
+)
+
 // New creates a Poller with a close-on-exec epoll descriptor.
 func New() (*Poller, error) {
 	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
-		return nil, fmt.Errorf("poller: %w", os.NewSyscallError("epoll_create1", err))
+		return nil, fmt.Errorf("poller: new: %w", os.NewSyscallError("epoll_create1", err))
 	}
-	p := &Poller{}
-	p.epfd.Store(int64(fd))
-	return p, nil
+	return &Poller{epfd: fd}, nil
 }
 
 // Fd returns the epoll descriptor, itself pollable: it is readable while any
 // registered descriptor is ready. It is -1 after Close.
-func (p *Poller) Fd() int { return int(p.epfd.Load()) }
+func (p *Poller) Fd() int {
+	if p.state.Load()&stateClosed != 0 {
+		return -1
+	}
+	return p.epfd
+}
+
+// enter claims the descriptor for one call; it fails once Close has begun.
+func (p *Poller) enter() bool {
+	for {
+		s := p.state.Load()
+		if s&stateClosed != 0 {
+			return false
+		}
+		if p.state.CompareAndSwap(s, s+stateUser) {
+			return true
+		}
+	}
+}
+
+// leave ends a call started by enter, closing the descriptor when Close ran
+// meanwhile and this was the last call inside. After stateClosed is set the
+// count only falls, so exactly one party sees it reach zero.
+func (p *Poller) leave() {
+	if p.state.Add(^uint64(stateUser-1)) == stateClosed {
+		_ = unix.Close(p.epfd)
+	}
+}
+
+// checkFD refuses descriptor numbers the kernel would not see as given: it
+// takes an fd argument as a 32-bit int, so 1<<32+9 would silently name
+// descriptor 9.
+func checkFD(fd int) error {
+	if fd < 0 || fd > 1<<31-1 {
+		return unix.EBADF
+	}
+	return nil
+}
 
 // Add registers fd for ev with token. A descriptor already registered is
-// EEXIST; a regular file or directory is EPERM.
+// EEXIST; a regular file or directory is EPERM; a number outside
+// 0..math.MaxInt32 is EBADF.
 func (p *Poller) Add(fd int, ev Events, token uint64) error {
 	return p.ctl("add", unix.EPOLL_CTL_ADD, fd, ev, token)
 }
@@ -55,13 +103,19 @@ func (p *Poller) Delete(fd int) error {
 }
 
 func (p *Poller) ctl(op string, code, fd int, ev Events, token uint64) error {
-	epfd := p.epfd.Load()
-	if epfd < 0 {
-		return errClosed
+	if err := checkFD(fd); err != nil {
+		return fmt.Errorf("poller: %s fd %d: descriptor out of range: %w", op, fd, err)
 	}
+	if !p.enter() {
+		return fmt.Errorf("poller: %s: %w", op, os.ErrClosed)
+	}
+	defer p.leave()
 	kev := unix.EpollEvent{Events: uint32(ev)}
 	setToken(&kev, token)
-	if err := unix.EpollCtl(int(epfd), code, fd, &kev); err != nil {
+	if err := unix.EpollCtl(p.epfd, code, fd, &kev); err != nil {
+		if code == unix.EPOLL_CTL_DEL {
+			return fmt.Errorf("poller: %s fd %d: %w", op, fd, os.NewSyscallError("epoll_ctl", err))
+		}
 		return fmt.Errorf("poller: %s fd %d (%v): %w", op, fd, ev, os.NewSyscallError("epoll_ctl", err))
 	}
 	return nil
@@ -73,7 +127,11 @@ func (p *Poller) ctl(op string, code, fd int, ev Events, token uint64) error {
 // not block and does not hand the goroutine's thread to the scheduler as a
 // blocking system call would. Other timeouts have nanosecond resolution where
 // the kernel offers epoll_pwait2, and are rounded up to a millisecond
-// otherwise. A wait interrupted by a signal is resumed with the time left.
+// otherwise; a timeout longer than that millisecond interface can express
+// (2^31-1 ms, about 24.8 days) is waited out in several calls, so every
+// timeout up to math.MaxInt64 is honoured in full. A wait interrupted by a
+// signal is resumed with the time left. A Wait that Close overtook returns
+// an error wrapping os.ErrClosed.
 //
 // Wait allocates only when events is longer than any slice passed before.
 func (p *Poller) Wait(events []Event, timeout time.Duration) (int, error) {
@@ -82,22 +140,29 @@ func (p *Poller) Wait(events []Event, timeout time.Duration) (int, error) {
 	}
 	p.waitMu.Lock()
 	defer p.waitMu.Unlock()
-	epfd := p.epfd.Load()
-	if epfd < 0 {
-		return 0, errClosed
+	if !p.enter() {
+		return 0, errWaitClosed
 	}
+	defer p.leave()
 	if cap(p.kbuf) < len(events) {
 		p.kbuf = make([]unix.EpollEvent, len(events))
 	}
 	kbuf := p.kbuf[:len(events)]
-
 	var deadline time.Time
 	if timeout > 0 {
+		// time.Time.Add saturates, so a timeout near math.MaxInt64 gives
+		// a far deadline rather than one in the past.
 		deadline = time.Now().Add(timeout)
 	}
 	for {
-		n, errno := epollWait(int(epfd), kbuf, timeout)
-		if errno == unix.EINTR {
+		n, errno, partial := epollWait(p.epfd, kbuf, timeout)
+		if errno == unix.EINTR || (errno == 0 && n == 0 && partial) {
+			// The descriptor is still ours (we hold it), so retrying on
+			// the same number cannot wait on something reopened under it;
+			// but a Close meanwhile ends the wait.
+			if p.state.Load()&stateClosed != 0 {
+				return 0, errWaitClosed
+			}
 			if timeout > 0 {
 				if timeout = time.Until(deadline); timeout <= 0 {
 					return 0, nil
@@ -108,6 +173,9 @@ func (p *Poller) Wait(events []Event, timeout time.Duration) (int, error) {
 		if errno != 0 {
 			return 0, fmt.Errorf("poller: wait: %w", os.NewSyscallError("epoll_wait", errno))
 		}
+		if p.state.Load()&stateClosed != 0 {
+			return 0, errWaitClosed
+		}
 		for i := range n {
 			events[i] = Event{Token: token(&kbuf[i]), Events: Events(kbuf[i].Events)}
 		}
@@ -116,16 +184,34 @@ func (p *Poller) Wait(events []Event, timeout time.Duration) (int, error) {
 }
 
 // Close releases the epoll descriptor. A second Close, and any later call,
-// returns an error wrapping os.ErrClosed.
+// returns an error wrapping os.ErrClosed. epoll offers no way to interrupt
+// a Wait in progress on another goroutine: that Wait goes on until an event,
+// its timeout or a signal ends it, and then returns an error wrapping
+// os.ErrClosed. Until it does, the descriptor stays open (the kernel keeps
+// the epoll instance alive for the waiter either way), so its number cannot
+// be reused under a running call.
 func (p *Poller) Close() error {
-	fd := p.epfd.Swap(-1)
-	if fd < 0 {
-		return errClosed
+	for {
+		s := p.state.Load()
+		if s&stateClosed != 0 {
+			return errCloseClosed
+		}
+		if !p.state.CompareAndSwap(s, s|stateClosed) {
+			continue
+		}
+		if s != 0 {
+			return nil // the last call inside closes it on its way out
+		}
+		if err := unix.Close(p.epfd); err != nil {
+			return fmt.Errorf("poller: close: %w", os.NewSyscallError("close", err))
+		}
+		return nil
 	}
-	if err := unix.Close(int(fd)); err != nil {
-		return fmt.Errorf("poller: %w", os.NewSyscallError("close", err))
-	}
-	return nil
 }
 
-var errClosed = fmt.Errorf("poller: %w", os.ErrClosed)
+// Built once: Wait after Close is on the hot path of a loop shutting down,
+// and must allocate nothing.
+var (
+	errWaitClosed  = fmt.Errorf("poller: wait: %w", os.ErrClosed)
+	errCloseClosed = fmt.Errorf("poller: close: %w", os.ErrClosed)
+)

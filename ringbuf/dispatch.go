@@ -75,9 +75,9 @@ func (d *Dispatcher) Dispatch(cpu int, record []byte) error {
 	case ok:
 		return nil
 	case len(record) < categorySize:
-		return fmt.Errorf("%w: %d bytes", ErrShortRecord, len(record))
+		return &sentinelError{fmt.Sprintf("ringbuf: dispatch: record of %d bytes is shorter than its category", len(record)), ErrShortRecord}
 	default:
-		return fmt.Errorf("%w: %d (%d registered)", ErrUnknownCategory, cat, registered)
+		return &sentinelError{fmt.Sprintf("ringbuf: dispatch: unknown record category %d (%d registered)", cat, registered), ErrUnknownCategory}
 	}
 }
 

@@ -18,12 +18,16 @@
 // Both constructors take their own duplicate of the descriptor and check,
 // with BPF_OBJ_GET_INFO_BY_FD, the type of the map behind that duplicate, so
 // the caller may close its copy at any time and the map read is the map
-// checked. NewPerfReader stores one perf event descriptor per CPU
-// in the array (key = CPU id, which is where bpf_perf_event_output with
-// BPF_F_CURRENT_CPU looks) and removes exactly those entries on Close. A
-// perf event array must therefore have at least as many entries as the
-// highest CPU id read plus one; BPF programs see no output on a CPU whose
-// slot is empty (bpf_perf_event_output returns -ENOENT).
+// checked. NewPerfReader stores one perf event descriptor per CPU in the
+// array (key = CPU id, which is where bpf_perf_event_output with
+// BPF_F_CURRENT_CPU looks) through a map file of its own, opened by the
+// map's id, and the kernel removes exactly those entries when Close releases
+// that file: entries a newer reader has stored at the same keys meanwhile (a
+// reload, a restart hand-over) stay. Without CAP_SYS_ADMIN, which opening by
+// id needs, Close deletes the reader's keys instead, whoever holds them (see
+// NewPerfReader). A perf event array must have at least as many entries as
+// the highest CPU id read plus one; BPF programs see no output on a CPU
+// whose slot is empty (bpf_perf_event_output returns -ENOENT).
 //
 // # Reading
 //

@@ -34,19 +34,22 @@ func Example_dispatcher() {
 	// Output:
 	// exec on CPU 0: /bin/true
 	// exit on CPU 1: code 3
-	// true ringbuf: unknown record category: 7 (2 registered)
-	// true ringbuf: record shorter than its category: 2 bytes
+	// true ringbuf: dispatch: unknown record category 7 (2 registered)
+	// true ringbuf: dispatch: record of 2 bytes is shorter than its category
 	// {Dispatched:2 Short:1 Unknown:1}
 }
 
 // Reading the perf event array a BPF program writes to with
 // bpf_perf_event_output(ctx, &events, BPF_F_CURRENT_CPU, ...). mapFD comes
 // from whatever loaded the program, for instance cilium/ebpf's
-// coll.Maps["events"].FD().
+// coll.Maps["events"].FD(); here a small socket-filter program stands in,
+// and runs once per emit. The example needs the kernel to allow BPF (root
+// or CAP_BPF with CAP_PERFMON).
 func ExampleNewPerfReader() {
-	var mapFD int // the BPF_MAP_TYPE_PERF_EVENT_ARRAY's descriptor
+	mapFD, emit, done := examplePerfProgram()
+	defer done()
 
-	r, err := ringbuf.NewPerfReader(mapFD, ringbuf.PerfOptions{PagesPerCPU: 16})
+	r, err := ringbuf.NewPerfReader(mapFD, ringbuf.PerfOptions{PagesPerCPU: 16, CPUs: []int{0}})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -54,38 +57,48 @@ func ExampleNewPerfReader() {
 
 	d := ringbuf.NewDispatcher()
 	d.Register(func(cpu int, payload []byte) {
-		fmt.Printf("CPU %d: %x\n", cpu, payload) // payload is only valid here
+		// payload is only valid here; a perf record keeps the kernel's
+		// padding to 8 bytes, so the program's records carry their length
+		// (here: 4 bytes of text).
+		fmt.Printf("CPU %d: %s\n", cpu, payload[:4])
 	})
 	h := ringbuf.Handler{
 		Sample: d.Sample,
 		Lost:   func(cpu int, n uint64) { log.Printf("CPU %d: %d records lost", cpu, n) },
 	}
-	for {
-		// Or watch r.Fd() in an event loop and call r.Consume(h).
-		if _, err := r.Poll(-1, h); err != nil {
-			log.Print(err)
-			return
-		}
-	}
+	emit("exec")
+	emit("exit")
+	// Or watch r.Fd() in an event loop and call r.Consume(h).
+	n, err := r.Poll(-1, h) // the records are there: it returns at once
+	fmt.Println(n, err)
+	// Output:
+	// CPU 0: exec
+	// CPU 0: exit
+	// 2 <nil>
 }
 
 // Reading a BPF ring buffer (BPF_MAP_TYPE_RINGBUF) a program fills with
-// bpf_ringbuf_output or bpf_ringbuf_reserve/submit.
+// bpf_ringbuf_output or bpf_ringbuf_reserve/submit. As above, a small
+// program stands in for the caller's own and needs the kernel to allow BPF.
 func ExampleNewRingReader() {
-	var mapFD int // the BPF_MAP_TYPE_RINGBUF's descriptor, e.g. from cilium/ebpf's Map.FD()
+	mapFD, emit, done := exampleRingProgram(1 << 14)
+	defer done()
 
 	r, err := ringbuf.NewRingReader(mapFD)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer r.Close()
+	emit("record 1")
+	emit("record 2")
 	fmt.Printf("%d of %d bytes pending\n", r.Available(), r.Size())
-	for {
-		if _, err := r.Poll(-1, func(data []byte) {
-			fmt.Printf("%x\n", data) // data points into the ring: copy to keep it
-		}); err != nil {
-			log.Print(err)
-			return
-		}
-	}
+	n, err := r.Poll(-1, func(data []byte) {
+		fmt.Printf("%s\n", data) // data points into the ring: copy to keep it
+	})
+	fmt.Println(n, err)
+	// Output:
+	// 32 of 16384 bytes pending
+	// record 1
+	// record 2
+	// 2 <nil>
 }

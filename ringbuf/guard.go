@@ -11,13 +11,31 @@ import (
 	"github.com/eventpipe/eventpipe/eventfd"
 )
 
-// errConcurrent is returned when Consume or Poll is entered while another
-// call on the same reader is running (from another goroutine, or from inside
-// a handler). It wraps EBUSY so that callers can tell it apart.
-var errConcurrent = fmt.Errorf("ringbuf: Consume or Poll already running on this reader: %w", unix.EBUSY)
+// The errors of enter and leave, for each operation that enters: a Consume
+// or Poll entered while another call on the same reader is running (from
+// another goroutine, or from inside a handler) wraps EBUSY so that callers
+// can tell it apart; closed ends a call that Close interrupted. Built once,
+// as they are returned on the reader's hot path.
+type opErrors struct{ busy, closed error }
 
-// errClosedDuringCall ends a Consume or Poll that Close interrupted.
-var errClosedDuringCall = fmt.Errorf("ringbuf: reader closed during the call: %w", os.ErrClosed)
+func newOpErrors(op string) opErrors {
+	return opErrors{
+		busy:   fmt.Errorf("ringbuf: %s: another Consume or Poll is running on this reader: %w", op, unix.EBUSY),
+		closed: fmt.Errorf("ringbuf: %s: reader closed during the call: %w", op, os.ErrClosed),
+	}
+}
+
+var (
+	consumeErrors = newOpErrors("consume")
+	pollErrors    = newOpErrors("poll")
+)
+
+func errorsOf(op string) *opErrors {
+	if op == "poll" {
+		return &pollErrors
+	}
+	return &consumeErrors
+}
 
 const (
 	guardClosed = 1 << iota
@@ -33,6 +51,7 @@ const (
 // one word, so exactly one party sees "closed and nobody inside".
 type guard struct {
 	state atomic.Uint32
+	op    *opErrors // of the call inside; written and read by its holder only
 }
 
 // enter claims the reader for one Consume or Poll.
@@ -43,9 +62,10 @@ func (g *guard) enter(what string) error {
 			return fmt.Errorf("ringbuf: %s: %w", what, os.ErrClosed)
 		}
 		if s&guardBusy != 0 {
-			return errConcurrent
+			return errorsOf(what).busy
 		}
 		if g.state.CompareAndSwap(s, s|guardBusy) {
+			g.op = errorsOf(what)
 			return nil
 		}
 	}
@@ -123,12 +143,13 @@ type releaser interface{ release() error }
 // leave ends a Consume or Poll of r, releasing it if Close came in
 // meanwhile.
 func (g *guard) leave(err error, r releaser) error {
+	op := g.op
 	closed, release := g.exit()
 	switch {
 	case release:
-		return errors.Join(err, errClosedDuringCall, r.release())
+		return errors.Join(err, op.closed, wrapClose(r.release()))
 	case closed:
-		return errors.Join(err, errClosedDuringCall)
+		return errors.Join(err, op.closed)
 	}
 	return err
 }
@@ -145,10 +166,18 @@ func (g *guard) closeReader(wake *eventfd.FD, r releaser) error {
 		closeHook()
 	}
 	if running {
-		err = wake.Write(1)
+		err = wrapClose(wake.Write(1))
 	}
 	if g.exitShared() {
-		return errors.Join(err, r.release())
+		return errors.Join(err, wrapClose(r.release()))
 	}
 	return err
+}
+
+// wrapClose names the operation of an error in releasing a reader.
+func wrapClose(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("ringbuf: close: %w", err)
 }

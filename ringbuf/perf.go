@@ -19,6 +19,11 @@ import (
 // when PerfOptions.PagesPerCPU is 0: 32 KiB with 4 KiB pages.
 const DefaultPagesPerCPU = 8
 
+// maxPerfRing bounds a perf ring's data area, so that its size fits an int
+// on every platform; the kernel's own limit (set by its page allocator and
+// the locked-memory limit) is usually lower.
+const maxPerfRing = 1 << 30
+
 // Handler receives what a PerfReader drains. Either field may be nil, in
 // which case those records are dropped (they are still counted in Stats).
 type Handler struct {
@@ -40,7 +45,7 @@ type Handler struct {
 type PerfOptions struct {
 	// PagesPerCPU is the number of data pages in each per-CPU ring, a power
 	// of two; 0 means DefaultPagesPerCPU. One metadata page is mapped in
-	// front of them.
+	// front of them. A ring holds at most 1 GiB of data.
 	PagesPerCPU int
 	// WakeupEvents makes the kernel wake the reader once every WakeupEvents
 	// records instead of after each one (the default, 1). Mutually exclusive
@@ -79,6 +84,10 @@ type perfCounters struct {
 // goroutine. Each reader runs one goroutine, which relays the kernel's
 // wakeups to Fd and ends in Close.
 type PerfReader struct {
+	// owned: mapFD is not a duplicate but a map file of the reader's own,
+	// and the kernel removes the entries inserted through it when it is
+	// closed (see useOwnMapFile).
+	owned  bool
 	g      guard
 	mapFD  int         // our duplicate of the caller's map descriptor
 	ready  *eventfd.FD // Fd: written by the relay (and Close), reset by Consume
@@ -98,25 +107,42 @@ type PerfReader struct {
 // BPF_MAP_TYPE_PERF_EVENT_ARRAY mapFD at key = CPU, which is where
 // bpf_perf_event_output(ctx, &map, BPF_F_CURRENT_CPU, ...) looks for it.
 // The reader keeps its own duplicate of mapFD and checks the map behind that
-// duplicate. A map of another type is an error wrapping unix.EINVAL, as are
-// invalid options.
+// duplicate. A map of another type, or a descriptor that is not a BPF map,
+// is an error wrapping unix.EINVAL, as are invalid options; a descriptor
+// that is not open, or a number outside 0..math.MaxInt32 (which the kernel
+// would read as another descriptor's), wraps unix.EBADF; a CPU the array has
+// no slot for wraps unix.E2BIG and names the CPU and the array's size.
+//
+// The descriptors are stored through a map file of the reader's own, opened
+// by the map's id, so the kernel removes exactly the reader's entries when
+// Close releases that file: a reader created later on the same array (a
+// reload, a restart hand-over) that has taken the same keys keeps them when
+// the older reader is closed. Opening a map by id needs CAP_SYS_ADMIN.
+// Without it, and for a map created with BPF_F_PRESERVE_ELEMS (whose entries
+// outlive the file that stored them), the reader stores through its
+// duplicate and Close deletes the keys it stored at, whoever holds them by
+// then: close the old reader before creating its replacement.
 func NewPerfReader(mapFD int, opts PerfOptions) (*PerfReader, error) {
 	pages := opts.PagesPerCPU
 	if pages == 0 {
 		pages = DefaultPagesPerCPU
 	}
 	if pages < 0 || !isPow2(uint64(pages)) {
-		return nil, fmt.Errorf("ringbuf: PagesPerCPU %d is not a power of two: %w", opts.PagesPerCPU, unix.EINVAL)
+		return nil, fmt.Errorf("ringbuf: new perf reader: PagesPerCPU %d is not a power of two: %w", opts.PagesPerCPU, unix.EINVAL)
+	}
+	// Bounded before multiplying: 2^51 pages of 4 KiB would overflow int.
+	if pages > maxPerfRing/os.Getpagesize() {
+		return nil, fmt.Errorf("ringbuf: new perf reader: PagesPerCPU %d is too large: a ring holds at most %d bytes: %w", opts.PagesPerCPU, maxPerfRing, unix.EINVAL)
 	}
 	ringSize := pages * os.Getpagesize()
 	if opts.WakeupEvents < 0 || opts.Watermark < 0 {
-		return nil, fmt.Errorf("ringbuf: negative WakeupEvents or Watermark: %w", unix.EINVAL)
+		return nil, fmt.Errorf("ringbuf: new perf reader: negative WakeupEvents or Watermark: %w", unix.EINVAL)
 	}
 	if opts.WakeupEvents != 0 && opts.Watermark != 0 {
-		return nil, fmt.Errorf("ringbuf: WakeupEvents and Watermark are mutually exclusive: %w", unix.EINVAL)
+		return nil, fmt.Errorf("ringbuf: new perf reader: WakeupEvents and Watermark are mutually exclusive: %w", unix.EINVAL)
 	}
 	if opts.Watermark >= ringSize {
-		return nil, fmt.Errorf("ringbuf: Watermark %d is not smaller than the %d-byte ring: %w", opts.Watermark, ringSize, unix.EINVAL)
+		return nil, fmt.Errorf("ringbuf: new perf reader: Watermark %d is not smaller than the %d-byte ring: %w", opts.Watermark, ringSize, unix.EINVAL)
 	}
 	wakeup, watermark := uint32(1), false
 	switch {
@@ -124,7 +150,7 @@ func NewPerfReader(mapFD int, opts PerfOptions) (*PerfReader, error) {
 		wakeup, watermark = uint32(opts.Watermark), true
 	case opts.WakeupEvents > 0:
 		if opts.WakeupEvents > 1<<31-1 {
-			return nil, fmt.Errorf("ringbuf: WakeupEvents %d too large: %w", opts.WakeupEvents, unix.EINVAL)
+			return nil, fmt.Errorf("ringbuf: new perf reader: WakeupEvents %d too large: %w", opts.WakeupEvents, unix.EINVAL)
 		}
 		wakeup = uint32(opts.WakeupEvents)
 	}
@@ -133,34 +159,35 @@ func NewPerfReader(mapFD int, opts PerfOptions) (*PerfReader, error) {
 	if !explicit {
 		var err error
 		if cpus, err = onlineCPUs(); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("ringbuf: new perf reader: %w", err)
 		}
 	}
 	if len(cpus) == 0 {
-		return nil, fmt.Errorf("ringbuf: no CPUs to read: %w", unix.EINVAL)
+		return nil, fmt.Errorf("ringbuf: new perf reader: no CPUs to read: %w", unix.EINVAL)
 	}
 
 	r := &PerfReader{}
 	var info bpfMapInfo
 	var err error
-	if r.mapFD, info, err = openMap(mapFD, unix.BPF_MAP_TYPE_PERF_EVENT_ARRAY, "BPF_MAP_TYPE_PERF_EVENT_ARRAY"); err != nil {
-		return nil, fmt.Errorf("ringbuf: perf event array: %w", err)
+	if r.mapFD, info, err = openMap(mapFD, unix.BPF_MAP_TYPE_PERF_EVENT_ARRAY); err != nil {
+		return nil, fmt.Errorf("ringbuf: new perf reader: %w", err)
 	}
+	r.useOwnMapFile(info)
 	seen := make(map[int]bool, len(cpus))
 	for _, cpu := range cpus {
 		if cpu < 0 || seen[cpu] {
 			r.release()
-			return nil, fmt.Errorf("ringbuf: CPU %d negative or listed twice: %w", cpu, unix.EINVAL)
+			return nil, fmt.Errorf("ringbuf: new perf reader: CPU %d negative or listed twice: %w", cpu, unix.EINVAL)
 		}
 		if uint64(cpu) >= uint64(info.maxEntries) {
 			r.release()
-			return nil, fmt.Errorf("ringbuf: CPU %d has no slot in a perf event array of %d entries: %w", cpu, info.maxEntries, unix.E2BIG)
+			return nil, fmt.Errorf("ringbuf: new perf reader: CPU %d has no slot in a perf event array of %d entries (keys 0 to %d): %w", cpu, info.maxEntries, int64(info.maxEntries)-1, unix.E2BIG)
 		}
 		seen[cpu] = true
 	}
 	if err := r.setupWakeup(); err != nil {
 		r.release()
-		return nil, fmt.Errorf("ringbuf: %w", err)
+		return nil, fmt.Errorf("ringbuf: new perf reader: %w", err)
 	}
 	for _, cpu := range cpus {
 		err := r.openCPU(cpu, pages, wakeup, watermark)
@@ -169,12 +196,12 @@ func NewPerfReader(mapFD int, opts PerfOptions) (*PerfReader, error) {
 		}
 		if err != nil {
 			r.release()
-			return nil, fmt.Errorf("ringbuf: CPU %d: %w", cpu, err)
+			return nil, fmt.Errorf("ringbuf: new perf reader: CPU %d: %w", cpu, err)
 		}
 	}
 	if len(r.rings) == 0 {
 		r.release()
-		return nil, fmt.Errorf("ringbuf: no CPU accepted a perf event: %w", unix.ENODEV)
+		return nil, fmt.Errorf("ringbuf: new perf reader: no CPU accepted a perf event: %w", unix.ENODEV)
 	}
 	return r, nil
 }
@@ -318,7 +345,7 @@ func (r *PerfReader) consumeAll(h *Handler) (total int, first error) {
 		n, err := ring.consume(h, &r.stats, &r.g)
 		total += n
 		if err != nil && first == nil {
-			first = fmt.Errorf("ringbuf: CPU %d: %w", ring.cpu, err)
+			first = onCPU(err, ring.cpu)
 		}
 	}
 	drained = true
@@ -351,12 +378,7 @@ func (r *PerfReader) Close() error { return r.g.closeReader(r.ready, r) }
 // release undoes NewPerfReader: map slots first, so the BPF program stops
 // writing into rings that are about to go away.
 func (r *PerfReader) release() error {
-	var errs []error
-	for _, key := range r.keys {
-		if err := mapDeleteU32(r.mapFD, key); err != nil && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("ringbuf: CPU %d: %w", key, err))
-		}
-	}
+	errs := r.removeEntries()
 	r.keys = nil
 	// The relay goes before the eventfd it writes to.
 	if r.relay != nil {
@@ -397,16 +419,16 @@ type perfRing struct {
 // whose data area is data, and prepares to read it.
 func newPerfRing(cpu int, meta, data []byte) (*perfRing, error) {
 	if len(meta) < perfMetaMin || !aligned8(meta) {
-		return nil, fmt.Errorf("ringbuf: perf metadata page of %d bytes: %w", len(meta), unix.EINVAL)
+		return nil, fmt.Errorf("perf metadata page of %d bytes: %w", len(meta), unix.EINVAL)
 	}
 	size := uint64(len(data))
 	if !isPow2(size) || size < perfHeaderSize || !aligned8(data) {
-		return nil, fmt.Errorf("ringbuf: perf data area of %d bytes: %w", size, unix.EINVAL)
+		return nil, fmt.Errorf("perf data area of %d bytes: %w", size, unix.EINVAL)
 	}
 	// Kernels since 4.1 describe the data area; one that disagrees with the
 	// mapping we made would have us read the wrong memory.
 	if off, sz := *u64At(meta, perfOffDataOffset), *u64At(meta, perfOffDataSize); sz != 0 && (off != uint64(len(meta)) || sz != size) {
-		return nil, fmt.Errorf("ringbuf: kernel reports perf data at %d+%d, mapped at %d+%d: %w", off, sz, len(meta), size, unix.EINVAL)
+		return nil, fmt.Errorf("kernel reports perf data at %d+%d, mapped at %d+%d: %w", off, sz, len(meta), size, unix.EINVAL)
 	}
 	return &perfRing{
 		cpu:     cpu,

@@ -49,7 +49,7 @@ const (
 
 // corruptf builds the error a reader returns after resynchronising a ring.
 func corruptf(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
+	return &corruptError{cpu: -1, detail: fmt.Sprintf(format, args...)}
 }
 
 // u64At returns a pointer to the 8-byte word at mem[off:], for atomic access
@@ -139,4 +139,25 @@ func loadAcquire(p *uint64) uint64 { return atomic.LoadUint64(p) }
 
 // storeRelease publishes a consumer position after the records before it
 // have been read.
+//
+// For a BPF ring buffer it must be more than a release, or a wakeup can be
+// lost (libbpf's 2023 "fix ringbuf synchronization" patch). The kernel's
+// bpf_ringbuf_commit clears the record's BUSY bit with xchg (a full
+// barrier), then loads consumer_pos and wakes the reader only if it equals
+// the record's position, that is only if the reader has caught up. The
+// reader stores consumer_pos and then, when it next checks readiness,
+// loads producer_pos (ringbuf_map_poll, inside the epoll the reader waits
+// in). That is Dekker's pattern: with a plain release store, the store can
+// be ordered after the load, the reader can see no new record while the
+// producer sees the old consumer_pos, and nobody wakes the reader. Go's
+// atomic store is sequentially consistent (XCHG on amd64, STLR on arm64,
+// which the kernel's LDAR-based acquire loads cannot pass), so at least one
+// side sees the other's write: either the producer sees that the reader
+// caught up and wakes it, or the reader's next check sees the record. The
+// reader also waits on the map level-triggered, so every wait and every
+// check of Fd re-reads both positions in the kernel instead of relying on
+// the edge of an earlier wakeup. TestRingReaderNoLostWakeup exercises it
+// (and fails within seconds if the map is watched edge-triggered).
+// Perf rings need neither: the kernel wakes a perf reader by record or byte
+// counts, never by comparing against data_tail.
 func storeRelease(p *uint64, v uint64) { atomic.StoreUint64(p, v) }

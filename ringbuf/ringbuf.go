@@ -58,27 +58,29 @@ type RingReader struct {
 // data area twice in a row, so a record that wraps the end of the ring is
 // still contiguous and is delivered without a copy. The reader keeps its own
 // duplicate of mapFD and checks the map behind that duplicate. A map of
-// another type is an error wrapping unix.EINVAL; a ring buffer created with
+// another type, or a descriptor that is not a BPF map, is an error wrapping
+// unix.EINVAL; a descriptor that is not open, or a number outside
+// 0..math.MaxInt32, wraps unix.EBADF; a ring buffer created with
 // BPF_F_RB_OVERWRITE, whose producers overwrite unread records and whose
 // consumer protocol differs, is an error wrapping unix.EOPNOTSUPP.
 func NewRingReader(mapFD int) (*RingReader, error) {
-	dup, info, err := openMap(mapFD, unix.BPF_MAP_TYPE_RINGBUF, "BPF_MAP_TYPE_RINGBUF")
+	dup, info, err := openMap(mapFD, unix.BPF_MAP_TYPE_RINGBUF)
 	if err != nil {
-		return nil, fmt.Errorf("ringbuf: ring buffer map: %w", err)
+		return nil, fmt.Errorf("ringbuf: new ring reader: %w", err)
 	}
 	r := &RingReader{mapFD: dup, size: int(info.maxEntries)}
 	pageSize := os.Getpagesize()
 	if err := checkRingFlags(info.mapFlags); err != nil {
 		r.release()
-		return nil, fmt.Errorf("ringbuf: %w", err)
+		return nil, fmt.Errorf("ringbuf: new ring reader: %w", err)
 	}
 	if !isPow2(uint64(r.size)) || r.size%pageSize != 0 {
 		r.release()
-		return nil, fmt.Errorf("ringbuf: ring buffer of %d bytes: %w", r.size, unix.EINVAL)
+		return nil, fmt.Errorf("ringbuf: new ring reader: ring buffer of %d bytes is not a power-of-two multiple of the page size: %w", r.size, unix.EINVAL)
 	}
 	if err := r.setup(pageSize, r.size); err != nil {
 		r.release()
-		return nil, fmt.Errorf("ringbuf: %w", err)
+		return nil, fmt.Errorf("ringbuf: new ring reader: %w", err)
 	}
 	return r, nil
 }
@@ -225,11 +227,11 @@ type bpfRing struct {
 // the double mapping, twice the ring's size.
 func newBPFRing(consPage, prodPage, data []byte) (*bpfRing, error) {
 	if len(consPage) < 8 || len(prodPage) < 8 || !aligned8(consPage) || !aligned8(prodPage) {
-		return nil, fmt.Errorf("ringbuf: ring buffer position pages: %w", unix.EINVAL)
+		return nil, fmt.Errorf("ring buffer position pages: %w", unix.EINVAL)
 	}
 	size := uint64(len(data) / 2)
 	if !isPow2(size) || size < ringHeaderSize || uint64(len(data)) != 2*size || !aligned8(data) {
-		return nil, fmt.Errorf("ringbuf: ring buffer data area of %d bytes: %w", len(data), unix.EINVAL)
+		return nil, fmt.Errorf("ring buffer data area of %d bytes: %w", len(data), unix.EINVAL)
 	}
 	return &bpfRing{
 		cons: u64At(consPage, 0),

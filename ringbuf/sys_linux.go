@@ -65,9 +65,6 @@ func bpfCall(cmd uintptr, attr unsafe.Pointer, size uintptr) error {
 // mapInfo returns the type and geometry of the BPF map behind fd.
 func mapInfo(fd int) (bpfMapInfo, error) {
 	var info bpfMapInfo
-	if fd < 0 {
-		return info, fmt.Errorf("map descriptor %d: %w", fd, unix.EBADF)
-	}
 	attr := bpfInfoAttr{
 		fd:      uint32(fd),
 		infoLen: uint32(unsafe.Sizeof(info)),
@@ -83,6 +80,30 @@ func mapInfo(fd int) (bpfMapInfo, error) {
 		return info, os.NewSyscallError("bpf(BPF_OBJ_GET_INFO_BY_FD)", err)
 	}
 	return info, nil
+}
+
+// bpfGetByIDAttr is the BPF_MAP_GET_FD_BY_ID variant of union bpf_attr.
+type bpfGetByIDAttr struct {
+	id        uint32
+	nextID    uint32
+	openFlags uint32
+}
+
+// openMapByID opens a new file for the map with this id. Unlike a dup, which
+// shares the caller's file, the descriptor names a file of its own, and the
+// kernel ties the perf event array entries inserted through a file to that
+// file (kernel/bpf/arraymap.c: perf_event_fd_array_get_ptr records the
+// map_file, and perf_event_fd_array_release, run when that file is released,
+// deletes the entries whose map_file it is). The kernel allows the call with
+// CAP_SYS_ADMIN only and answers EPERM otherwise. Tests replace it to force
+// that refusal.
+var openMapByID = func(id uint32) (int, error) {
+	attr := bpfGetByIDAttr{id: id}
+	fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_GET_FD_BY_ID, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+	if errno != 0 {
+		return -1, os.NewSyscallError("bpf(BPF_MAP_GET_FD_BY_ID)", errno)
+	}
+	return int(fd), nil // close-on-exec, as every BPF descriptor
 }
 
 // mapUpdateU32 stores value at key in a map with 4-byte keys and values.
@@ -167,20 +188,40 @@ var dupMap = dupFD
 // checks the type of the map behind that reference. Checking the duplicate
 // rather than the caller's number means the map kept is the map checked,
 // even if the caller's number is closed and reused meanwhile.
-func openMap(fd int, typ uint32, typName string) (int, bpfMapInfo, error) {
+func openMap(fd int, typ uint32) (int, bpfMapInfo, error) {
+	// The kernel reads a descriptor as a 32-bit int: 1<<32+fd would be fd.
+	if fd < 0 || fd > 1<<31-1 {
+		return -1, bpfMapInfo{}, fmt.Errorf("map descriptor %d out of range: %w", fd, unix.EBADF)
+	}
 	dup, err := dupMap(fd)
 	if err != nil {
-		return -1, bpfMapInfo{}, err
+		return -1, bpfMapInfo{}, fmt.Errorf("map descriptor %d: %w", fd, err)
 	}
 	info, err := mapInfo(dup)
-	if err == nil && info.typ != typ {
-		err = fmt.Errorf("map type %d is not %s: %w", info.typ, typName, unix.EINVAL)
+	switch {
+	case err == nil && !isBPFMap(dup):
+		// A program or link answers BPF_OBJ_GET_INFO_BY_FD with its own
+		// kind of info, which must not be read as a map's.
+		err = fmt.Errorf("descriptor %d is not a BPF map: %w", fd, unix.EINVAL)
+	case errors.Is(err, unix.EINVAL):
+		// What the kernel says for a descriptor that is not a BPF object.
+		err = fmt.Errorf("descriptor %d is not a BPF map: %w", fd, err)
+	case err == nil && info.typ != typ:
+		err = fmt.Errorf("map is %s, not %s: %w", mapTypeName(info.typ), mapTypeName(typ), unix.EINVAL)
 	}
 	if err != nil {
 		closeFD(dup)
 		return -1, bpfMapInfo{}, err
 	}
 	return dup, info, nil
+}
+
+// isBPFMap reports whether fd is a BPF map, by the name of its anonymous
+// inode. Where /proc is not mounted it cannot tell, and says yes: the
+// type check still runs.
+func isBPFMap(fd int) bool {
+	target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	return err != nil || target == "anon_inode:bpf-map"
 }
 
 // bpfFRBOverwrite is BPF_F_RB_OVERWRITE (include/uapi/linux/bpf.h, Linux
@@ -220,7 +261,7 @@ func closeFD(fd int) error {
 func onlineCPUs() ([]int, error) {
 	b, err := os.ReadFile("/sys/devices/system/cpu/online")
 	if err != nil {
-		return nil, fmt.Errorf("ringbuf: online CPUs: %w", err)
+		return nil, fmt.Errorf("online CPUs: %w", err)
 	}
 	return parseCPUList(strings.TrimSpace(string(b)))
 }
@@ -232,12 +273,12 @@ func parseCPUList(s string) ([]int, error) {
 		lo, hi, isRange := strings.Cut(part, "-")
 		first, err := strconv.Atoi(lo)
 		if err != nil || first < 0 {
-			return nil, fmt.Errorf("ringbuf: bad CPU list %q: %w", s, unix.EINVAL)
+			return nil, fmt.Errorf("bad CPU list %q: %w", s, unix.EINVAL)
 		}
 		last := first
 		if isRange {
 			if last, err = strconv.Atoi(hi); err != nil || last < first {
-				return nil, fmt.Errorf("ringbuf: bad CPU list %q: %w", s, unix.EINVAL)
+				return nil, fmt.Errorf("bad CPU list %q: %w", s, unix.EINVAL)
 			}
 		}
 		for c := first; c <= last; c++ {

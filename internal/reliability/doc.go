@@ -7,6 +7,8 @@
 //   - Load (soak_test.go): one loop serving posts from many goroutines,
 //     a thousand re-arming timers, hundreds of watched sockets and both kinds
 //     of BPF ring, fed by the kernel, loses nothing and does not grow.
+//     Its datagram part (soak_dgram_test.go): dgram Conns echoing on the
+//     same loop; every datagram returns or the kernel counted it dropped.
 //   - Descriptor exhaustion (fdlimit_test.go): at RLIMIT_NOFILE every
 //     constructor fails with an error wrapping EMFILE, never panics, and
 //     gives back the descriptors it had already opened.
@@ -15,7 +17,8 @@
 //     (panic_test.go), Close racing with Post and Send (closerace_test.go),
 //     and Stop from another goroutine in every phase (stop_test.go): the
 //     loop survives each, loses nothing and can run again.
-//   - Bad input (badinput_test.go, garbage_test.go): nil callbacks,
+//   - Bad input (badinput_test.go, badinput_dgram_test.go,
+//     garbage_test.go): nil callbacks,
 //     negative durations, bad and closed descriptors, the wrong kind of BPF
 //     map, use after Close, and garbage written into the kernel's ring
 //     memory give documented errors that errors.Is recognises, never a

@@ -523,6 +523,8 @@ func TestSoak(t *testing.T) {
 		}
 	}()
 
+	dg := startSoakDgram(t, l) // datagrams: soak_dgram_test.go
+
 	// Async handle, sent by the posters' peer: counts must match up.
 	asyncRuns := 0
 	async, err := l.NewAsync(func() { asyncRuns++ })
@@ -564,6 +566,7 @@ func TestSoak(t *testing.T) {
 		}
 		perfW.Close(nil)
 		ringW.Close(nil)
+		dg.finish()
 		close(finishDone)
 	}
 	sendStop := make(chan struct{})
@@ -630,6 +633,7 @@ func TestSoak(t *testing.T) {
 		totalBytes += p.sent
 	}
 	require.Equal(t, len(pairs), idle, "pairs that finished")
+	dg.check(t)
 	// Work: every item queued completed.
 	require.Equal(t, workQueued, workDone)
 	// Async: ran, and no more often than sent.
