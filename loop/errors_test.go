@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -131,6 +132,10 @@ func TestErrorText(t *testing.T) {
 		{l.NewIdle(nil).Start(), "loop: idle start: nil callback", loop.ErrNilCallback},
 		{l.NewPrepare(nil).Start(), "loop: prepare start: nil callback", loop.ErrNilCallback},
 		{oldHook.Start(), "loop: check start: closed", os.ErrClosed},
+		{l.NewSignal(nil).Start(syscall.SIGUSR1), "loop: signal start: nil callback", loop.ErrNilCallback},
+		{l.NewSignal(func(os.Signal) {}).Start(), "loop: signal start: no signal", unix.EINVAL},
+		{l.NewSignal(func(os.Signal) {}).Start(syscall.SIGKILL), "loop: signal start: cannot watch killed", unix.EINVAL},
+		{closed.NewSignal(func(os.Signal) {}).Start(syscall.SIGUSR1), "loop: signal start: closed", os.ErrClosed},
 
 		{workNil, "loop: queue work: nil callback", loop.ErrNilCallback},
 		{workCtxNil, "loop: queue work context: nil callback", loop.ErrNilCallback},

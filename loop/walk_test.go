@@ -1,6 +1,7 @@
 package loop_test
 
 import (
+	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -35,8 +36,9 @@ func TestWalkVisitsEveryHandleNotYetClosed(t *testing.T) {
 	fired := l.AfterFunc(0, func() {})
 	closingTimer := l.NewTimer(func() {})
 	closingTimer.Close(nil)
+	sig := l.NewSignal(func(os.Signal) {}) // stopped: a started one adds the relay's own Async
 
-	want := []loop.Handle{stoppedTimer, neverStarted, stoppedWatcher, pending, fired, closingTimer}
+	want := []loop.Handle{stoppedTimer, neverStarted, stoppedWatcher, pending, fired, closingTimer, sig}
 	for _, h := range started {
 		want = append(want, h)
 	}
@@ -119,4 +121,5 @@ var (
 	_ loop.Handle = (*loop.Watcher)(nil)
 	_ loop.Handle = (*loop.Hook)(nil)
 	_ loop.Handle = (*loop.Async)(nil)
+	_ loop.Handle = (*loop.Signal)(nil)
 )
