@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,6 +39,9 @@ func TestShutdownClosesEverything(t *testing.T) {
 	stoppedWatcher.Stop()
 	hs["stopped watcher"] = stoppedWatcher
 	hs["after func"] = l.AfterFunc(time.Hour, func() {})
+	sig := l.NewSignal(func(os.Signal) {})
+	require.NoError(t, sig.Start(syscall.SIGUSR2)) // its relay goroutine must end too
+	hs["signal"] = sig
 	hooks := map[string]int{}
 	for name, h := range hs {
 		h.(interface{ SetCloseHook(func()) }).SetCloseHook(func() { hooks[name]++ })
