@@ -343,3 +343,24 @@ func TestPostLimitedAllocatesNothing(t *testing.T) {
 	})
 	require.Zero(t, allocs)
 }
+
+// A budget that a panic exhausted stays exhausted for the drain that
+// finishes it, even one asked for no bound.
+func TestExhaustedBudgetSurvivesPanic(t *testing.T) {
+	q := newQueue(t)
+	ran := 0
+	require.NoError(t, q.Post(func() { ran++ }))
+	require.NoError(t, q.Post(func() { ran++; panic("boom") }))
+	require.NoError(t, q.Post(func() { ran++ }))
+	func() {
+		defer func() { require.Equal(t, "boom", recover()) }()
+		q.DrainEdgeN(2)
+	}()
+	require.Equal(t, 2, ran)
+	n, more := q.DrainEdgeN(0)
+	require.Zero(t, n, "the interrupted drain had no budget left")
+	require.True(t, more)
+	n, more = q.DrainEdgeN(0)
+	require.Equal(t, 1, n)
+	require.False(t, more)
+}

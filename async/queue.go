@@ -92,10 +92,11 @@ type Queue struct {
 	// A drain a panic interrupted is resumed by the next one, with the
 	// end and the budget it had: a drain never runs tasks accepted after
 	// it began, nor more than its budget, panics or not.
-	resuming   bool
-	resumeEnd  uint64
-	resumeLeft int // budget left; <= 0: none set
-	_          [cacheLine]byte
+	resuming      bool
+	resumeBounded bool
+	resumeEnd     uint64
+	resumeLeft    int // budget left, if bounded
+	_             [cacheLine]byte
 
 	// The limit on tasks posted with PostLimited and PostContext. limited
 	// counts those waiting; it is touched only when a limit is set.
@@ -428,9 +429,9 @@ func (q *Queue) drain(max int) (ran int, more bool) {
 	q.pending.Store(false)
 	// A producer whose claim comes after this read sees pending clear,
 	// so the tasks it leaves out get a wakeup of their own.
-	end, left := q.acceptedEnd(), max
+	end, left, bounded := q.acceptedEnd(), max, max > 0
 	if q.resuming {
-		end, left = q.resumeEnd, q.resumeLeft
+		end, left, bounded = q.resumeEnd, q.resumeLeft, q.resumeBounded
 		q.resuming = false
 	}
 
@@ -444,7 +445,7 @@ func (q *Queue) drain(max int) (ran int, more bool) {
 			// the next call, and make sure someone comes back, for
 			// the rest of the run and for tasks posted since the
 			// drain began, whose wakeup this drain has consumed.
-			q.resuming, q.resumeEnd, q.resumeLeft = true, end, left
+			q.resuming, q.resumeEnd, q.resumeLeft, q.resumeBounded = true, end, left, bounded
 			q.signal()
 		} else if !stalled && q.pos.Load() < q.acceptedEnd() {
 			// Left for next time (the budget, or tasks posted by a
@@ -462,12 +463,9 @@ func (q *Queue) drain(max int) (ran int, more bool) {
 		if p >= end {
 			break
 		}
-		if max > 0 || left > 0 {
-			if left <= 0 {
-				more = true
-				break
-			}
-			left--
+		if bounded && left <= 0 {
+			more = true
+			break
 		}
 		if q.hidx == segSize {
 			q.advance()
@@ -482,6 +480,7 @@ func (q *Queue) drain(max int) (ran int, more bool) {
 			stalled = true
 			break
 		}
+		left--
 		fn := sl.fn
 		sl.fn = nil // drop the reference for the collector
 		if sl.counted {

@@ -111,11 +111,15 @@ func (l *Loop) Shutdown(ctx context.Context) error {
 }
 
 func (l *Loop) shutdown(ctx context.Context, op string) error {
-	if !l.state.CompareAndSwap(stateIdle, stateClosing) {
-		if l.state.Load() == stateRunning {
+	for !l.state.CompareAndSwap(stateIdle, stateClosing) {
+		// Read again after the failed swap: a run that was in progress
+		// may have ended since, and then the swap is worth another try.
+		switch l.state.Load() {
+		case stateRunning:
 			return busyError(op)
+		case stateClosing, stateClosed:
+			return opError("loop: "+op+": already closed", os.ErrClosed)
 		}
-		return opError("loop: "+op+": already closed", os.ErrClosed)
 	}
 	l.panicErr = nil
 	var panics []error
