@@ -390,6 +390,11 @@ func (q *Queue) signal() {
 // level-triggered needs. A consumer that registered Fd edge-triggered should
 // call DrainEdge instead and save that system call.
 //
+// A drain also stops early at a task whose producer has claimed its place
+// but not yet stored it (a producer descheduled in between): waiting there
+// would hold the consumer for as long. That producer's wakeup, which
+// follows its store, brings the consumer back.
+//
 // If a task panics, the panic propagates to the caller; the tasks not yet
 // run stay at the head of the queue and Fd is made readable, so the next
 // Drain resumes where this one stopped.
