@@ -8,7 +8,7 @@ package loop
 // (the timer heap, a hook list, a watcher slot, the Async set), and every
 // handle not yet closed, started or stopped, through its registry (see
 // track), except timers made by AfterFunc, which it knows only while they
-// are active. Kept small, because a program may hold a million timers.
+// are active, through the timer heap. Kept small, because a program may hold a million timers.
 type handle struct {
 	loop    *Loop
 	closeCb func()

@@ -24,8 +24,9 @@ type Timer struct {
 	index   int32 // position in the heap, -1 when not in it
 	ready   bool  // collected as due in the current pass
 	started bool  // Start was called at least once
-	// ephemeral: made by AfterFunc, in the loop's registry only while
-	// active, so that a fired one the caller dropped is garbage.
+	// ephemeral: made by AfterFunc, not in the loop's registry: Walk finds
+	// it in the timer heap while it is active, and a fired one the caller
+	// dropped is garbage.
 	ephemeral bool
 }
 
@@ -86,9 +87,6 @@ func (t *Timer) Start(timeout, repeat time.Duration) error {
 	}
 	l.timers.push(timerEntry{due: due, seq: l.timerSeq, t: t})
 	l.timerSeq++
-	if t.ephemeral {
-		l.track(t)
-	}
 	t.setActive(true)
 	return nil
 }
@@ -99,9 +97,6 @@ func (t *Timer) Stop() {
 	t.ready = false
 	if t.index >= 0 {
 		t.loop.timers.remove(t)
-	}
-	if t.ephemeral {
-		t.loop.untrack(&t.handle)
 	}
 	t.setActive(false)
 }
@@ -170,9 +165,6 @@ func (l *Loop) runTimers() {
 		e := l.timers[0]
 		e.t.Stop()
 		e.t.ready = true
-		if e.t.ephemeral {
-			l.track(e.t) // due, not fired: still the loop's (Walk sees it)
-		}
 		l.ready = append(l.ready, e)
 	}
 	for i, e := range l.ready {
@@ -195,9 +187,6 @@ func (l *Loop) runTimers() {
 		t.ready = false
 		if t.repeat > 0 {
 			_ = t.Start(t.repeat, t.repeat)
-		}
-		if t.ephemeral && !t.active {
-			l.untrack(&t.handle) // fired for good: the caller's, or garbage
 		}
 		l.call(t.cb)
 	}

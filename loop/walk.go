@@ -65,8 +65,8 @@ func (l *Loop) untrack(h *handle) {
 // still visited if its turn had not come (it is closing, not closed: its
 // close phase comes later). fn runs on the calling goroutine, inside Walk.
 //
-// One kind of handle is left out: a timer made by AfterFunc is walked only
-// while it is active. Once it has fired or been stopped, the loop keeps no
+// One kind of handle is treated apart: a timer made by AfterFunc is walked
+// only while it is active (due, not yet fired). Once it has fired or been stopped, the loop keeps no
 // reference to it, so a fired AfterFunc timer the caller dropped is garbage,
 // as a fired time.AfterFunc timer is; a caller that keeps it and starts it
 // again makes it walkable again. A timer made by NewTimer, like every other
@@ -75,12 +75,24 @@ func (l *Loop) untrack(h *handle) {
 //
 // A nil fn visits nothing. Walk belongs to the loop's goroutine.
 func (l *Loop) Walk(fn func(h Handle)) {
-	if fn == nil || len(l.handles) == 0 {
+	if fn == nil {
 		return
 	}
-	// A snapshot: fn may close handles (an AfterFunc timer then leaves the
-	// registry at once) and make new ones.
+	// A snapshot: fn may close handles and make new ones. AfterFunc timers
+	// are not in the registry (it would cost each of them an entry, and
+	// each fire a removal): the active ones are in the heap, or in the
+	// list of the pass in progress when Walk runs from a timer callback.
 	hs := slices.Clone(l.handles)
+	for _, e := range l.timers {
+		if e.t.ephemeral {
+			hs = append(hs, e.t)
+		}
+	}
+	for _, e := range l.ready {
+		if e.t != nil && e.t.ephemeral && e.t.ready {
+			hs = append(hs, e.t)
+		}
+	}
 	for i, r := range hs {
 		hs[i] = nil
 		if !r.base().closed {

@@ -123,3 +123,21 @@ var (
 	_ loop.Handle = (*loop.Async)(nil)
 	_ loop.Handle = (*loop.Signal)(nil)
 )
+
+// From a timer callback, Walk sees the AfterFunc timers due in the same
+// pass that have not fired yet, and closing them keeps them from firing.
+func TestWalkFromTimerSeesDueAfterFuncs(t *testing.T) {
+	l := newLoop(t)
+	var second *loop.Timer
+	secondFired := false
+	var seen map[loop.Handle]int
+	l.AfterFunc(0, func() {
+		seen = walked(l)
+		second.Close(nil)
+	})
+	second = l.AfterFunc(0, func() { secondFired = true })
+	run(t, l)
+	require.Equal(t, 1, seen[second], "a due AfterFunc timer not yet fired")
+	require.Len(t, seen, 1, "the firing one is no longer active")
+	require.False(t, secondFired)
+}
