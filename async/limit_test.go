@@ -364,3 +364,30 @@ func TestExhaustedBudgetSurvivesPanic(t *testing.T) {
 	require.Equal(t, 1, n)
 	require.False(t, more)
 }
+
+// A timed drain stops once its time is up, checking the clock every
+// sliceCheck tasks, and says more remain; an untimed one runs its count.
+func TestDrainEdgeForStopsOnTime(t *testing.T) {
+	q := newQueue(t)
+	ran := 0
+	for range 200 {
+		require.NoError(t, q.Post(func() {
+			ran++
+			time.Sleep(100 * time.Microsecond)
+		}))
+	}
+	n, more := q.DrainEdgeFor(1000, time.Millisecond)
+	require.True(t, more)
+	require.GreaterOrEqual(t, n, 16, "at least one clock period of tasks")
+	require.Less(t, n, 200, "the time bound stopped it")
+	require.Equal(t, n, ran)
+	t.Logf("figures: %d tasks of 100us in a 1 ms drain", n)
+
+	n, more = q.DrainEdgeFor(5, 0)
+	require.Equal(t, 5, n, "no time bound: the count alone")
+	require.True(t, more)
+	for q.Len() > 0 {
+		q.DrainEdge()
+	}
+	require.Equal(t, 200, ran)
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -92,11 +93,12 @@ type Queue struct {
 	// A drain a panic interrupted is resumed by the next one, with the
 	// end and the budget it had: a drain never runs tasks accepted after
 	// it began, nor more than its budget, panics or not.
-	resuming      bool
-	resumeBounded bool
-	resumeEnd     uint64
-	resumeLeft    int // budget left, if bounded
-	_             [cacheLine]byte
+	resuming       bool
+	resumeBounded  bool
+	resumeEnd      uint64
+	resumeLeft     int       // budget left, if bounded
+	resumeDeadline time.Time // zero: no time bound
+	_              [cacheLine]byte
 
 	// The limit on tasks posted with PostLimited and PostContext. limited
 	// counts those waiting; it is touched only when a limit is set.
@@ -405,7 +407,7 @@ func (q *Queue) Drain() (ran int) {
 	q.fdMu.RLock()
 	_, _ = q.efd.Read() // EAGAIN (nothing to consume) and closed are fine
 	q.fdMu.RUnlock()
-	ran, _ = q.drain(0)
+	ran, _ = q.drain(0, 0)
 	return ran
 }
 
@@ -415,7 +417,7 @@ func (q *Queue) Drain() (ran int) {
 // system call sooner. The counter only grows by one per drain cycle; it would
 // take centuries at millions of wakeups a second to reach its limit.
 func (q *Queue) DrainEdge() (ran int) {
-	ran, _ = q.drain(0)
+	ran, _ = q.drain(0, 0)
 	return ran
 }
 
@@ -428,15 +430,30 @@ func (q *Queue) DrainEdge() (ran int) {
 // DrainEdgeN, with the end and the budget it had, whatever that call asks
 // for: a drain never runs a task accepted after it began, nor more than its
 // budget, however many of its tasks panic.
-func (q *Queue) DrainEdgeN(max int) (ran int, more bool) { return q.drain(max) }
+func (q *Queue) DrainEdgeN(max int) (ran int, more bool) { return q.drain(max, 0) }
 
-func (q *Queue) drain(max int) (ran int, more bool) {
+// DrainEdgeFor is DrainEdgeN that also stops once it has run for about d
+// (d <= 0: no time bound), whichever bound comes first: the count bounds a
+// drain of cheap tasks, the time one of costly tasks. The clock is read once
+// every sliceCheck tasks, so at least that many run (or all, if fewer wait),
+// and a single task longer than d is not cut short.
+func (q *Queue) DrainEdgeFor(max int, d time.Duration) (ran int, more bool) { return q.drain(max, d) }
+
+// sliceCheck is how many tasks run between two clock reads of a timed drain:
+// a clock read costs about as much as a trivial task.
+const sliceCheck = 16
+
+func (q *Queue) drain(max int, d time.Duration) (ran int, more bool) {
 	q.pending.Store(false)
 	// A producer whose claim comes after this read sees pending clear,
 	// so the tasks it leaves out get a wakeup of their own.
 	end, left, bounded := q.acceptedEnd(), max, max > 0
+	var deadline time.Time
+	if d > 0 {
+		deadline = time.Now().Add(d)
+	}
 	if q.resuming {
-		end, left, bounded = q.resumeEnd, q.resumeLeft, q.resumeBounded
+		end, left, bounded, deadline = q.resumeEnd, q.resumeLeft, q.resumeBounded, q.resumeDeadline
 		q.resuming = false
 	}
 
@@ -451,6 +468,7 @@ func (q *Queue) drain(max int) (ran int, more bool) {
 			// the rest of the run and for tasks posted since the
 			// drain began, whose wakeup this drain has consumed.
 			q.resuming, q.resumeEnd, q.resumeLeft, q.resumeBounded = true, end, left, bounded
+			q.resumeDeadline = deadline
 			q.signal()
 		} else if !stalled && q.pos.Load() < q.acceptedEnd() {
 			// Left for next time (the budget, or tasks posted by a
@@ -469,6 +487,10 @@ func (q *Queue) drain(max int) (ran int, more bool) {
 			break
 		}
 		if bounded && left <= 0 {
+			more = true
+			break
+		}
+		if !deadline.IsZero() && ran > 0 && ran%sliceCheck == 0 && time.Now().After(deadline) {
 			more = true
 			break
 		}

@@ -29,9 +29,9 @@
 //
 // Posted tasks, async callbacks and work completions share one queue. One
 // iteration runs at most the tasks that were queued when its drain began,
-// and at most the task budget of them (WithTaskBudget, DefaultTaskBudget by
-// default); the rest wait for the next iteration, whose poll then does not
-// block. So a flood of posts delays timers and io by at most a budget's
+// and at most the task budget of them (WithTaskBudget; by default
+// DefaultTaskBudget tasks or DefaultTaskTime, whichever comes first); the
+// rest wait for the next iteration, whose poll then does not block. So a flood of posts delays timers and io by at most a budget's
 // worth of tasks per iteration and never starves them. WithQueueLimit bounds
 // the posted tasks waiting: Post then fails with an error wrapping
 // unix.EAGAIN, and PostContext waits for room (async sends and work

@@ -25,15 +25,21 @@ const (
 	stateClosed
 )
 
-// DefaultTaskBudget is how many queued tasks (posted tasks, async callbacks
-// and work completions) one iteration runs at most, unless WithTaskBudget
-// says otherwise. It bounds the time between two polls (and so between two
-// timer checks) to the budget times the cost of a task: at the 5 us of a
-// task that does real work, 128 tasks take 0.64 ms, which keeps a 1 ms timer
-// on time under any flood of posts; at the ~100 ns of a trivial task, the
-// poll with no timeout that the next iteration then makes (about 1 us) adds
-// under a tenth to the cost of the tasks it separates.
-const DefaultTaskBudget = 128
+// DefaultTaskBudget and DefaultTaskTime bound one iteration's drain of the
+// task queue (posted tasks, async callbacks and work completions) unless
+// WithTaskBudget says otherwise: at most DefaultTaskBudget tasks, and no more
+// once the drain has run for DefaultTaskTime, whichever comes first. The
+// count bounds a drain of cheap tasks: 1024 closures of 0.1-1 us take
+// 0.1-1 ms. The time bounds one of costly tasks: at the 5 us of a task that
+// does real work, the drain stops after about 200 of them. Either way a 1 ms
+// timer stays on time under any flood of posts. A count alone could not do
+// both: small enough for costly tasks (128), it capped cheap posts at 128
+// per iteration, a thirteenth of what the reliability soak, whose
+// iterations are long with io and timers, had posted before the budget.
+const (
+	DefaultTaskBudget = 1024
+	DefaultTaskTime   = time.Millisecond
+)
 
 // queueToken is the poller token of the task queue's eventfd; watcher tokens
 // use slots from 1 up.
@@ -97,9 +103,10 @@ type Loop struct {
 	// Close (see track).
 	handles []registered
 
-	budget  int  // tasks one drain runs at most
-	backlog bool // the last drain left tasks it was owed: poll must not block
-	errFull error
+	budget     int           // tasks one drain runs at most
+	budgetTime time.Duration // and for how long; 0: no time bound
+	backlog    bool          // the last drain left tasks it was owed: poll must not block
+	errFull    error
 
 	// workCtx is the parent of every QueueWorkContext context; Shutdown
 	// and Close end it.
@@ -165,8 +172,9 @@ func WithPanicHandler(fn func(v any)) Option {
 }
 
 // WithTaskBudget sets how many queued tasks one iteration runs at most
-// (posted tasks, async callbacks and work completions alike); 0 means
-// DefaultTaskBudget and a negative n is EINVAL. Whatever the budget, an
+// (posted tasks, async callbacks and work completions alike), as an exact
+// count with no time bound; 0 means the default, DefaultTaskBudget tasks
+// and DefaultTaskTime, and a negative n is EINVAL. Whatever the budget, an
 // iteration never runs a task posted after its drain began. Tasks left over
 // run in the next iteration, whose poll then does not block, after the
 // timers and io that came due: posts can delay timers and io by one budget's
@@ -207,8 +215,9 @@ func New(opts ...Option) (*Loop, error) {
 			return nil, err
 		}
 	}
+	budgetTime := time.Duration(0)
 	if cfg.budget == 0 {
-		cfg.budget = DefaultTaskBudget
+		cfg.budget, budgetTime = DefaultTaskBudget, DefaultTaskTime
 	}
 	p, err := poller.New()
 	if err != nil {
@@ -245,6 +254,7 @@ func New(opts ...Option) (*Loop, error) {
 		check:        hookList{name: "check"},
 		panicHandler: cfg.panicHandler,
 		budget:       cfg.budget,
+		budgetTime:   budgetTime,
 		errFull:      opError(fmt.Sprintf("loop: post: queue full (limit %d)", cfg.queueLimit), unix.EAGAIN),
 	}
 	l.workCtx, l.workCancel = context.WithCancel(context.Background())
@@ -454,7 +464,7 @@ func (l *Loop) drainOnce() (finished bool) {
 	// flag makes the next poll not block even for an embedder that looks
 	// at BackendTimeout.
 	l.backlog = true
-	_, l.backlog = l.queue.DrainEdgeN(l.budget)
+	_, l.backlog = l.queue.DrainEdgeFor(l.budget, l.budgetTime)
 	return true
 }
 
