@@ -34,8 +34,8 @@ const (
 // does real work, the drain stops after about 200 of them. Either way a 1 ms
 // timer stays on time under any flood of posts. A count alone could not do
 // both: small enough for costly tasks (128), it capped cheap posts at 128
-// per iteration, a thirteenth of what the reliability soak, whose
-// iterations are long with io and timers, had posted before the budget.
+// per iteration, where the reliability soak, whose iterations are long with
+// io and timers, then posted a thirteenth of what it did with 1024.
 const (
 	DefaultTaskBudget = 1024
 	DefaultTaskTime   = time.Millisecond
