@@ -1,8 +1,11 @@
 // Package bench holds side-by-side benchmarks of eventpipe against the
 // obvious alternative for each job: a buffered channel for posting tasks, a
 // channel send and a bare eventfd ping-pong for wakeup latency,
-// time.AfterFunc for timers, and cilium/ebpf's readers for perf event rings
-// and BPF ring buffers.
+// time.AfterFunc for timers, and cilium/ebpf's readers and libbpf's
+// consumers (a C program in libbpf/, built by libbpf/build.sh against the
+// system's libbpf) for perf event rings and BPF ring buffers, with a bare
+// Go loop over the same rings as the floor Go allows, plus the
+// wakeup latency of both ring readers with every P of the runtime busy.
 //
 // It is a module of its own so that the peers it imports never reach the
 // library's go.mod. Each pair runs in one process on the same work, and each

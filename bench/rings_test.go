@@ -28,8 +28,10 @@ var recordSizes = []int{64, 256}
 
 // BenchmarkPerfDrain measures draining records the kernel wrote into a perf
 // event ring through a BPF socket filter (bpf_perf_event_output): our
-// PerfReader.Consume against cilium/ebpf's perf.Reader.ReadInto, on the same
-// record sizes and ring size. One op is one record. The kernel fills the ring
+// PerfReader.Consume against cilium/ebpf's perf.Reader.ReadInto and libbpf's
+// perf_buffer__consume (see libbpf_test.go), alternated in one run, on the
+// same record sizes and ring size, with a bare Go loop (bare_test.go) as
+// the Go floor. One op is one record. The kernel fills the ring
 // with the timer stopped; the timer runs only while the reader drains what
 // was written. Each handler checks the CPU, the length and the sequence
 // number of every record.
@@ -37,16 +39,20 @@ func BenchmarkPerfDrain(b *testing.B) {
 	for _, size := range recordSizes {
 		b.Run(fmt.Sprintf("impl=cilium/record=%d", size), func(b *testing.B) { benchCiliumPerf(b, size) })
 		b.Run(fmt.Sprintf("impl=eventpipe/record=%d", size), func(b *testing.B) { benchOurPerf(b, size) })
+		b.Run(fmt.Sprintf("impl=libbpf/record=%d", size), func(b *testing.B) { benchLibbpfPerf(b, size) })
+		b.Run(fmt.Sprintf("impl=bare/record=%d", size), func(b *testing.B) { benchBarePerf(b, size) })
 	}
 }
 
 // BenchmarkRingDrain is BenchmarkPerfDrain for a BPF ring buffer
 // (bpf_ringbuf_output): our RingReader.Consume against cilium/ebpf's
-// ringbuf.Reader.ReadInto.
+// ringbuf.Reader.ReadInto and libbpf's ring_buffer__consume.
 func BenchmarkRingDrain(b *testing.B) {
 	for _, size := range recordSizes {
 		b.Run(fmt.Sprintf("impl=cilium/record=%d", size), func(b *testing.B) { benchCiliumRing(b, size) })
 		b.Run(fmt.Sprintf("impl=eventpipe/record=%d", size), func(b *testing.B) { benchOurRing(b, size) })
+		b.Run(fmt.Sprintf("impl=libbpf/record=%d", size), func(b *testing.B) { benchLibbpfRing(b, size) })
+		b.Run(fmt.Sprintf("impl=bare/record=%d", size), func(b *testing.B) { benchBareRing(b, size) })
 	}
 }
 

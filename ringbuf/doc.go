@@ -31,36 +31,46 @@
 //
 // # Reading
 //
-// Each reader exposes one descriptor, Fd, level-triggered. An event loop
-// watches it and calls Consume when it fires, which drains without
-// blocking:
+// Each reader exposes one descriptor, Fd. An event loop watches it and
+// calls Consume when it fires, which drains without blocking:
 //
 //	w, err := l.Watch(pr.Fd(), poller.Readable, func(poller.Events) {
 //		pr.Consume(ringbuf.Handler{Sample: d.Sample})
 //	})
 //
-// Checking either descriptor's readiness changes nothing, so the loop
-// watching it may itself be embedded in another poller. What readable means
-// differs:
+// Both descriptors are epoll instances over the kernel objects, so the
+// kernel's wakeup reaches the thread waiting on the loop directly, with no
+// goroutine or thread in between: a perf record and a ring buffer record
+// take the same path to the loop, whatever the Go scheduler is busy with.
+// What readable means differs:
 //
-//   - A RingReader's Fd is an epoll instance over the ring buffer map,
-//     readable while the ring holds anything the reader has not consumed.
-//   - A PerfReader's Fd is an eventfd that becomes readable when the kernel
-//     wakes the reader and stays readable until Consume or Poll. The kernel
-//     wakes it as PerfOptions says (after every record by default), so
+//   - A RingReader's Fd is readable while the ring holds anything the
+//     reader has not consumed: a level, which checking does not change.
+//   - A PerfReader's Fd is readable when the kernel has woken one of its
+//     perf events, as PerfOptions says (after every record by default), so
 //     records can sit in a ring while Fd is not readable; see "Latency and
-//     wakeups". The perf events are kept out of Fd, even out of an epoll
-//     instance inside it, because polling a perf event clears its readiness:
-//     a host loop checking the descriptor of the loop the reader is watched
-//     in would eat the wakeups the loop then waits for. Instead each
-//     PerfReader runs one goroutine, parked in the Go runtime's netpoller
-//     between wakeups, that turns every wakeup into a write to the eventfd;
-//     that hop adds a few microseconds between the kernel's wakeup and
-//     Consume.
+//     wakeups". A perf event's wakeup is a token that the first readiness
+//     check takes (perf_poll clears the flag it reports), and checking Fd,
+//     or an epoll instance that contains it at any depth, checks the perf
+//     events. A loop that runs on its own sees every wakeup. A loop embedded
+//     in another poller does not: the host's check of the loop's descriptor
+//     takes the wakeup, and the loop's watcher then may not fire. The host
+//     still wakes and runs the loop, so such a loop checks Pending on every
+//     iteration (a check hook) and drains when it reports records.
 //
-// Without a loop, Poll waits on the same descriptor and then drains. Records
-// are delivered without copying: the slice passed to a callback points into
-// the shared ring and is valid only during the call (a perf record that
+// Readers decide what to drain from the rings' own positions (the producer's
+// head and the consumer's tail in the shared memory), never from Fd:
+// Consume drains whatever the rings hold, whoever took the wakeup, and
+// Pending and a Consume that finds every ring empty make no system call, so
+// a loop can afford them after every wakeup.
+//
+// Without a loop, Poll drains what is pending, or waits on the same
+// descriptor and then drains; it returns 0 only once its timeout has
+// passed (a ring buffer's reserved first record aside), never for a wakeup
+// that found nothing.
+//
+// Records are delivered without copying: the slice passed to a callback
+// points into the shared ring and is valid only during the call (a perf record that
 // wraps the end of its ring is reassembled in a per-ring scratch buffer,
 // since perf rings are mapped once; BPF ring buffers are mapped twice in a
 // row by the kernel, so their records are always contiguous). Consume and
@@ -73,13 +83,14 @@
 //
 // Consume and Poll of one reader must be called from one goroutine at a
 // time; a second concurrent call returns an error wrapping unix.EBUSY rather
-// than corrupting the ring. Fd, Stats, Size, Available and Close may be
-// called from any goroutine. Closing a reader while another goroutine is
-// blocked in Poll wakes that Poll, which returns an error wrapping
-// os.ErrClosed; the mappings stay valid until the running call returns, and
-// whichever of the two finishes last releases them. A handler that panics
-// ends the call: the record it was given counts as consumed, the rest stay
-// for the next call, and the reader remains usable.
+// than corrupting the ring. Pending belongs to that goroutine too (from any
+// other it is only a snapshot). Fd, Stats, Size, Available and Close may be
+// called from any goroutine. Readers start no goroutines. Closing a reader
+// while another goroutine is blocked in Poll wakes that Poll, which returns
+// an error wrapping os.ErrClosed; the mappings stay valid until the running
+// call returns, and whichever of the two finishes last releases them. A
+// handler that panics ends the call: the record it was given counts as
+// consumed, the rest stay for the next call, and the reader remains usable.
 //
 // # Latency and wakeups
 //

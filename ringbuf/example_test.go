@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log"
 
+	"github.com/eventpipe/eventpipe/loop"
+	"github.com/eventpipe/eventpipe/poller"
 	"github.com/eventpipe/eventpipe/ringbuf"
 )
 
@@ -101,4 +103,45 @@ func ExampleNewRingReader() {
 	// record 1
 	// record 2
 	// 2 <nil>
+}
+
+// A PerfReader on a loop.Loop that is itself embedded in another poller
+// (the host polls l.Fd(), then calls l.RunNoWait): the host's readiness
+// check takes the perf events' wakeups, so the watcher alone may miss
+// them. The host still runs the loop once per wakeup, and a check hook
+// drains whatever the rings hold; Pending reads the ring positions and
+// costs no system call, so it can run on every iteration.
+func ExamplePerfReader_Pending() {
+	var mapFD int // the BPF_MAP_TYPE_PERF_EVENT_ARRAY's descriptor
+
+	r, err := ringbuf.NewPerfReader(mapFD, ringbuf.PerfOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+	l, err := loop.New()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer l.Close()
+
+	h := ringbuf.Handler{Sample: func(cpu int, data []byte) { fmt.Printf("CPU %d: %x\n", cpu, data) }}
+	consume := func() {
+		if _, err := r.Consume(h); err != nil {
+			log.Print(err)
+		}
+	}
+	if _, err := l.Watch(r.Fd(), poller.Readable, func(poller.Events) { consume() }); err != nil {
+		log.Fatal(err)
+	}
+	drain := l.NewCheck(func() {
+		if r.Pending() {
+			consume()
+		}
+	})
+	if err := drain.Start(); err != nil {
+		log.Fatal(err)
+	}
+	// ... the host registers l.Fd() in its own poller and calls
+	// l.RunNoWait() each time it reports l.Fd() readable.
 }

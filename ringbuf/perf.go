@@ -30,11 +30,15 @@ type Handler struct {
 	// Sample receives the raw data of one record a BPF program wrote with
 	// bpf_perf_event_output on cpu: exactly the length the kernel put in the
 	// record's size field, which includes the padding the kernel adds to
-	// keep records 8-byte aligned. data points into the ring (or into the
-	// reader's scratch buffer for a record that wraps the ring's end) and is
-	// valid only until Sample returns; copy what must outlive the call.
-	// Sample must not modify data: a write lands in the ring the kernel
-	// shares with the reader.
+	// keep records 8-byte aligned. The kernel skips the padding without
+	// writing it: once the ring has wrapped, the bytes past the program's
+	// own length are whatever the ring held there before, parts of older
+	// records. A program whose consumer needs the exact length must carry
+	// it in the record. data points into the ring (or into the reader's
+	// scratch buffer for a record that wraps the ring's end) and is valid
+	// only until Sample returns; copy what must outlive the call. Sample
+	// must not modify data: a write lands in the ring the kernel shares
+	// with the reader.
 	Sample func(cpu int, data []byte)
 	// Lost receives the number of records the kernel dropped on cpu because
 	// the ring was full, as it reported in a PERF_RECORD_LOST record.
@@ -79,21 +83,22 @@ type perfCounters struct {
 }
 
 // PerfReader reads the per-CPU perf event rings behind a
-// BPF_MAP_TYPE_PERF_EVENT_ARRAY. Consume and Poll must not run concurrently
-// with each other; Fd, CPUs, Stats and Close may be called from any
-// goroutine. Each reader runs one goroutine, which relays the kernel's
-// wakeups to Fd and ends in Close.
+// BPF_MAP_TYPE_PERF_EVENT_ARRAY. Consume, Poll and Pending must not run
+// concurrently with each other (call them from one goroutine, normally the
+// loop's); Fd, CPUs, Stats and Close may be called from any goroutine. A
+// reader runs no goroutine of its own: the kernel's wakeup reaches whoever
+// waits on Fd directly.
 type PerfReader struct {
 	// owned: mapFD is not a duplicate but a map file of the reader's own,
 	// and the kernel removes the entries inserted through it when it is
 	// closed (see useOwnMapFile).
 	owned  bool
 	g      guard
-	mapFD  int         // our duplicate of the caller's map descriptor
-	ready  *eventfd.FD // Fd: written by the relay (and Close), reset by Consume
-	relay  *perfRelay  // turns perf wakeups into writes to ready
-	waiter *poller.Poller
-	events [1]poller.Event // for waiter.Wait
+	mapFD  int            // our duplicate of the caller's map descriptor
+	ep     *poller.Poller // Fd: the perf events (edge-triggered) and wake
+	wake   *eventfd.FD    // written by Close, and after a handler panic (kicked)
+	kicked bool           // wake was written to bring a loop back; Consume resets it
+	events [8]poller.Event
 	rings  []*perfRing
 	fds    []int    // perf event descriptors, parallel to rings
 	mmaps  [][]byte // whole mappings, parallel to rings
@@ -206,29 +211,25 @@ func NewPerfReader(mapFD int, opts PerfOptions) (*PerfReader, error) {
 	return r, nil
 }
 
-// setupWakeup creates Fd's eventfd, the poller Poll waits in, and the relay
-// that writes to the eventfd when the kernel wakes the reader. The relay
-// runs before the first perf event exists, so no wakeup can precede it.
+// setupWakeup creates Fd's epoll instance and the eventfd inside it that
+// Close (and a panicking handler) write to. The perf events join it as
+// they are opened.
 func (r *PerfReader) setupWakeup() error {
 	var err error
-	if r.ready, err = eventfd.New(0, eventfd.NonBlocking); err != nil {
+	if r.wake, err = eventfd.New(0, eventfd.NonBlocking); err != nil {
 		return err
 	}
-	if r.waiter, err = poller.New(); err != nil {
+	if r.ep, err = poller.New(); err != nil {
 		return err
 	}
-	if err = r.waiter.Add(r.ready.Fd(), poller.Readable, 0); err != nil {
-		return err
-	}
-	r.relay, err = startRelay(r.ready)
-	return err
+	return r.ep.Add(r.wake.Fd(), poller.Readable, 0)
 }
 
 // openEvent opens a CPU's perf event; tests replace it to make a CPU answer
 // ENODEV, as one going offline does.
 var openEvent = openBPFOutput
 
-// openCPU sets up one CPU's event, ring, relay registration and map slot.
+// openCPU sets up one CPU's event, ring, Fd registration and map slot.
 // Whatever it acquired is recorded in r before the next step, so release
 // undoes a partial setup.
 func (r *PerfReader) openCPU(cpu, pages int, wakeup uint32, watermark bool) error {
@@ -250,7 +251,10 @@ func (r *PerfReader) openCPU(cpu, pages int, wakeup uint32, watermark bool) erro
 	}
 	r.rings = append(r.rings, ring)
 	r.cpus = append(r.cpus, cpu)
-	if err := r.relay.add(fd); err != nil {
+	// Edge-triggered: a readiness check of a perf event consumes its
+	// wakeup anyway (see Fd), and an edge-triggered item is not polled
+	// again by every later epoll_wait of Poll.
+	if err := r.ep.Add(fd, poller.Readable|poller.EdgeTriggered, uint64(len(r.rings))); err != nil {
 		return err
 	}
 	if err := perfEnable(fd); err != nil {
@@ -263,23 +267,34 @@ func (r *PerfReader) openCPU(cpu, pages int, wakeup uint32, watermark bool) erro
 	return nil
 }
 
-// Fd returns the descriptor to watch for input, level-triggered: an eventfd
-// that becomes readable when the kernel wakes the reader for any of its
-// rings and stays readable until Consume or Poll resets it. The kernel wakes
-// the reader after every record by default, or as PerfOptions.WakeupEvents
-// or Watermark say, so records can sit in a ring while Fd is not readable.
-// Checking Fd's readiness changes nothing, so it may be watched by a loop
-// that is itself embedded in another poller; reading it, though, is
-// Consume's job, and a wakeup read by anyone else is lost. The relay may
-// trail the records: a wakeup relayed after a Consume that already drained
-// its records leaves Fd readable with nothing to drain, and the next
-// Consume returns 0. Fd also becomes readable when Close interrupts a
-// running call. It returns -1 after Close.
+// Fd returns the descriptor to watch for input: an epoll instance over the
+// reader's perf events. The kernel's wakeup of a perf event (after every
+// record by default, or as PerfOptions.WakeupEvents or Watermark say, so
+// records can sit in a ring while Fd is not readable) makes Fd readable and
+// wakes whoever waits on it, or on an epoll instance that contains it, at
+// any depth of nesting, directly: no goroutine or thread stands in between.
+//
+// A wakeup is a token, not a level: a perf event reports itself readable
+// once per wakeup (perf_poll clears the flag it reports), and checking Fd's
+// readiness checks the perf events inside it. So any readiness check of Fd,
+// or of an epoll instance that contains it, consumes the wakeups it sees,
+// whoever makes it. A loop.Loop watching Fd and run by Run is the only one
+// to check, and its watcher sees every wakeup. A loop embedded in another
+// poller (the host polls l.Fd() before each RunNoWait) has its wakeups
+// seen first by the host's check: its watcher then may not fire, but the
+// host does run the loop once per wakeup, so the loop must check for
+// records on every iteration (a check hook that calls Consume when Pending
+// reports records; both cost no system call when every ring is empty). The
+// same holds after Fd is (re)added to an epoll instance, which checks it at
+// once. Fd may also be readable with nothing left to drain, when a wakeup
+// arrives for records a Consume already took. It becomes readable, and
+// stays so, when Close interrupts a running call, and after a handler panic
+// left records behind (until the next Consume). It returns -1 after Close.
 func (r *PerfReader) Fd() int {
 	if r.g.closed() {
 		return -1
 	}
-	return r.ready.Fd()
+	return r.ep.Fd()
 }
 
 // CPUs returns the CPUs the reader has a ring on, in ring order.
@@ -287,18 +302,47 @@ func (r *PerfReader) CPUs() []int {
 	return append([]int(nil), r.cpus...)
 }
 
+// Pending reports whether any ring holds a record the reader has not
+// consumed, from the rings' own positions: no system call, no allocation,
+// and whether or not a wakeup was reported on Fd. Call it from the
+// goroutine that calls Consume (a loop's check hook, say): from any other it
+// is a snapshot that a running Consume makes stale. It returns false after
+// Close.
+func (r *PerfReader) Pending() bool {
+	if r.g.enterShared() != nil {
+		return false
+	}
+	pending := false
+	for _, ring := range r.rings {
+		if ring.pending() {
+			pending = true
+			break
+		}
+	}
+	if r.g.exitShared() {
+		// Close ran meanwhile and left the release to us; nobody is
+		// waiting for its error.
+		_ = r.release()
+	}
+	return pending
+}
+
 // Consume drains every ring without blocking: each ring's records published
 // when Consume reaches it are delivered in order, and the ring's tail is
-// advanced once for the whole batch. It returns the number of samples
-// delivered. A corrupt ring is resynchronised (its pending records dropped)
-// and reported as an error wrapping ErrCorrupt after the other rings have
-// been drained. Consume allocates nothing. Handlers must not modify the
-// data they are given (see Handler).
+// advanced once for the whole batch. What to drain is read from the rings'
+// positions, not from Fd, so Consume finds records whose wakeup someone else
+// consumed, and a Consume that finds every ring empty makes no system call.
+// It returns the number of samples delivered. A corrupt ring is
+// resynchronised (its pending records dropped) and reported as an error
+// wrapping ErrCorrupt after the other rings have been drained. Consume
+// allocates nothing. Handlers must not modify the data they are given (see
+// Handler).
 //
 // A panic in a handler ends the call and propagates to the caller: the
 // record the handler was given counts as consumed, the records after it
 // (on that ring and on the rings not reached yet) stay for the next Consume,
-// and the reader remains usable.
+// Fd is left readable so that a loop comes back for them, and the reader
+// remains usable.
 func (r *PerfReader) Consume(h Handler) (n int, err error) {
 	if err := r.g.enter("consume"); err != nil {
 		return 0, err
@@ -309,36 +353,57 @@ func (r *PerfReader) Consume(h Handler) (n int, err error) {
 	return r.consumeAll(&h)
 }
 
-// Poll waits up to timeout (forever if negative, not at all if zero) for the
-// kernel to wake the reader, that is for Fd to be readable, then drains as
-// Consume does. It returns 0 and
-// no error when the timeout passes. A Close from another goroutine wakes a
-// blocked Poll, which then returns an error wrapping os.ErrClosed.
+// Poll drains as Consume does when records are pending; otherwise it waits
+// up to timeout (forever if negative, not at all if zero) for the kernel to
+// wake the reader and drains then. A wakeup that finds nothing to deliver
+// (its records were consumed already, or it brought only lost-record
+// reports) does not end the call: Poll waits again for the time left. So
+// Poll returns 0 and no error only when the timeout has passed. A Close
+// from another goroutine wakes a blocked Poll, which then returns an error
+// wrapping os.ErrClosed.
 func (r *PerfReader) Poll(timeout time.Duration, h Handler) (n int, err error) {
 	if err := r.g.enter("poll"); err != nil {
 		return 0, err
 	}
 	defer func() { err = r.leave(err) }() // see Consume
-	ready, err := r.waiter.Wait(r.events[:], timeout)
-	if err == nil && ready > 0 && !r.g.closed() {
-		n, err = r.consumeAll(&h)
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
 	}
-	return n, err
+	for {
+		if n, err = r.consumeAll(&h); n > 0 || err != nil || r.g.closed() {
+			return n, err
+		}
+		wait := timeout
+		if timeout > 0 {
+			if wait = time.Until(deadline); wait <= 0 {
+				return 0, nil
+			}
+		}
+		if timeout == 0 {
+			return 0, nil
+		}
+		if _, err = r.ep.Wait(r.events[:], wait); err != nil {
+			return 0, err
+		}
+	}
 }
 
 func (r *PerfReader) consumeAll(h *Handler) (total int, first error) {
-	// Reset Fd before draining, not after: a wakeup that comes in during the
-	// drain then leaves Fd readable, whether or not its records made it into
-	// this batch, instead of being forgotten.
-	if _, err := r.ready.Read(); err != nil && !errors.Is(err, unix.EAGAIN) {
-		return 0, fmt.Errorf("ringbuf: %w", err)
+	if r.kicked {
+		// A panic wrote wake to keep Fd readable; this call is the one
+		// that was to come.
+		r.kicked = false
+		if _, err := r.wake.Read(); err != nil && !errors.Is(err, unix.EAGAIN) {
+			return 0, fmt.Errorf("ringbuf: consume: %w", err)
+		}
 	}
 	drained := false
 	defer func() {
 		if !drained {
-			// A handler panicked and left records behind: keep Fd
-			// readable, so that a loop comes back for them.
-			_ = r.ready.Write(1)
+			// A handler panicked and may have left records behind:
+			// make Fd readable, so that a loop comes back for them.
+			r.kicked = r.wake.Write(1) == nil
 		}
 	}()
 	for _, ring := range r.rings {
@@ -367,24 +432,18 @@ func (r *PerfReader) Stats() PerfStats {
 	}
 }
 
-// Close removes the descriptors the reader stored in the map, stops the
-// reader's goroutine, unmaps its rings and closes every descriptor it
-// opened. If a Consume or Poll is running on another goroutine (or Close is
+// Close removes the descriptors the reader stored in the map, unmaps its
+// rings and closes every descriptor it opened. If a Consume or Poll is running on another goroutine (or Close is
 // called from a handler), Close wakes it, and whichever of the two finishes
 // last releases everything. A second Close returns an error wrapping
 // os.ErrClosed.
-func (r *PerfReader) Close() error { return r.g.closeReader(r.ready, r) }
+func (r *PerfReader) Close() error { return r.g.closeReader(r.wake, r) }
 
 // release undoes NewPerfReader: map slots first, so the BPF program stops
 // writing into rings that are about to go away.
 func (r *PerfReader) release() error {
 	errs := r.removeEntries()
 	r.keys = nil
-	// The relay goes before the eventfd it writes to.
-	if r.relay != nil {
-		errs = append(errs, r.relay.close())
-		r.relay = nil
-	}
 	for _, mem := range r.mmaps {
 		errs = append(errs, munmap(mem))
 	}
@@ -393,11 +452,11 @@ func (r *PerfReader) release() error {
 		errs = append(errs, closeFD(fd))
 	}
 	r.fds = nil
-	if r.waiter != nil {
-		errs = append(errs, r.waiter.Close())
+	if r.ep != nil {
+		errs = append(errs, r.ep.Close())
 	}
-	if r.ready != nil {
-		errs = append(errs, r.ready.Close())
+	if r.wake != nil {
+		errs = append(errs, r.wake.Close())
 	}
 	errs = append(errs, closeFD(r.mapFD))
 	return errors.Join(errs...)
@@ -440,6 +499,11 @@ func newPerfRing(cpu int, meta, data []byte) (*perfRing, error) {
 	}, nil
 }
 
+// pending reports whether records were published past the tail.
+func (r *perfRing) pending() bool {
+	return loadAcquire(r.head) != atomic.LoadUint64(r.tail)
+}
+
 // consume delivers the records published between tail and head and then
 // stores the new tail once. It returns the number of samples delivered.
 func (r *perfRing) consume(h *Handler, c *perfCounters, g *guard) (int, error) {
@@ -469,20 +533,22 @@ func (r *perfRing) consume(h *Handler, c *perfCounters, g *guard) (int, error) {
 	for tail != head && !g.closed() {
 		// tail and size are multiples of 8, so a header never wraps.
 		off := tail & r.mask
+		// The checks on the way to a sample are inlined; what an error
+		// says is worked out off this path.
 		hdr := readPerfHeader(r.data[off : off+perfHeaderSize])
-		if err := checkPerfRecord(hdr, head-tail); err != nil {
+		if avail := head - tail; !perfRecordOK(hdr, avail) {
 			tail = head
-			return int(samples), r.countResync(c, err)
+			return int(samples), r.countResync(c, checkPerfRecord(hdr, avail))
 		}
 		rec := r.record(off, hdr.size)
 		tail += hdr.size
 
 		switch hdr.typ {
 		case perfRecordSample:
-			raw, err := rawSample(rec)
-			if err != nil {
+			raw, ok := rawSample(rec)
+			if !ok {
 				tail = head
-				return int(samples), r.countResync(c, err)
+				return int(samples), r.countResync(c, rawSampleError(rec))
 			}
 			samples++
 			if h.Sample != nil {

@@ -88,6 +88,15 @@ func readPerfHeader(b []byte) perfHeader {
 	}
 }
 
+// perfRecordOK is the drain's check of a record header against the bytes
+// published after it (avail is head-tail, a non-zero multiple of 8): at
+// least a header, a multiple of 8, at most avail. One comparison does the
+// first and the last, since size-8 wraps around for a size below 8. It is
+// small enough to be inlined; checkPerfRecord says what is wrong.
+func perfRecordOK(h perfHeader, avail uint64) bool {
+	return h.size-perfHeaderSize <= avail-perfHeaderSize && h.size%8 == 0
+}
+
 // checkPerfRecord validates a record header against the bytes published
 // after it; avail is head-tail, a multiple of 8.
 func checkPerfRecord(h perfHeader, avail uint64) error {
@@ -104,17 +113,28 @@ func checkPerfRecord(h perfHeader, avail uint64) error {
 
 // rawSample returns the PERF_SAMPLE_RAW payload of a sample record rec
 // (header included): exactly the length the kernel wrote in the u32 size
-// field, which must fit inside the record.
-func rawSample(rec []byte) ([]byte, error) {
+// field, which must fit inside the record. It reports false for a record
+// that does not hold one (rawSampleError says why); it is small enough to
+// be inlined in the drain loop.
+func rawSample(rec []byte) ([]byte, bool) {
 	if len(rec) < perfSampleMin {
-		return nil, corruptf("perf sample of %d bytes has no raw size", len(rec))
+		return nil, false
 	}
 	n := uint64(binary.NativeEndian.Uint32(rec[perfHeaderSize:perfSampleMin]))
 	if n > uint64(len(rec)-perfSampleMin) {
-		return nil, corruptf("perf raw size %d exceeds its %d-byte record", n, len(rec))
+		return nil, false
 	}
 	end := perfSampleMin + int(n)
-	return rec[perfSampleMin:end:end], nil
+	return rec[perfSampleMin:end:end], true
+}
+
+// rawSampleError describes why rawSample refused rec.
+func rawSampleError(rec []byte) error {
+	if len(rec) < perfSampleMin {
+		return corruptf("perf sample of %d bytes has no raw size", len(rec))
+	}
+	n := binary.NativeEndian.Uint32(rec[perfHeaderSize:perfSampleMin])
+	return corruptf("perf raw size %d exceeds its %d-byte record", n, len(rec))
 }
 
 // lostCount returns the count of a PERF_RECORD_LOST record rec.

@@ -164,21 +164,51 @@ func (r *RingReader) Consume(fn func(data []byte)) (n int, err error) {
 	return r.ring.consume(fn, &r.stats, &r.g)
 }
 
-// Poll waits up to timeout (forever if negative, not at all if zero) for the
-// ring to hold data, then drains as Consume does. It returns 0 and no error
-// when the timeout passes, and also, without waiting, while the first
-// record in the ring is reserved but not committed (see RingReader). A Close from another goroutine wakes a blocked
-// Poll, which then returns an error wrapping os.ErrClosed.
+// Pending reports whether the ring holds a record the reader has not
+// consumed (committed, or reserved and not yet committed), from the ring's
+// own positions: no system call, no allocation. Call it from the goroutine
+// that calls Consume: from any other it is a snapshot that a running Consume
+// makes stale. It returns false after Close.
+func (r *RingReader) Pending() bool { return r.Available() > 0 }
+
+// Poll drains as Consume does when records are committed; otherwise it
+// waits up to timeout (forever if negative, not at all if zero) for the ring
+// to hold data and drains then. A wakeup that delivers nothing (the ring
+// held only discarded records) does not end the call: Poll waits again for
+// the time left. So Poll returns 0 and no error when the timeout has
+// passed, and otherwise only, without waiting, while the first record in
+// the ring is reserved but not committed (see RingReader). A Close from
+// another goroutine wakes a blocked Poll, which then returns an error
+// wrapping os.ErrClosed.
 func (r *RingReader) Poll(timeout time.Duration, fn func(data []byte)) (n int, err error) {
 	if err := r.g.enter("poll"); err != nil {
 		return 0, err
 	}
 	defer func() { err = r.leave(err) }() // see Consume
-	ready, err := r.ep.Wait(r.events[:], timeout)
-	if err == nil && ready > 0 && !r.g.closed() {
-		n, err = r.ring.consume(fn, &r.stats, &r.g)
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
 	}
-	return n, err
+	for {
+		n, err = r.ring.consume(fn, &r.stats, &r.g)
+		if n > 0 || err != nil || r.g.closed() || r.ring.available() > 0 {
+			// Records left after a drain that delivered none: the first
+			// is reserved, and the ring stays readable until its commit.
+			return n, err
+		}
+		wait := timeout
+		if timeout > 0 {
+			if wait = time.Until(deadline); wait <= 0 {
+				return 0, nil
+			}
+		}
+		if timeout == 0 {
+			return 0, nil
+		}
+		if _, err = r.ep.Wait(r.events[:], wait); err != nil {
+			return 0, err
+		}
+	}
 }
 
 func (r *RingReader) leave(err error) error { return r.g.leave(err, r) }
