@@ -141,3 +141,19 @@ func TestWalkFromTimerSeesDueAfterFuncs(t *testing.T) {
 	require.Len(t, seen, 1, "the firing one is no longer active")
 	require.False(t, secondFired)
 }
+
+// Handles closed by a function given to Walk run their close hooks, in the
+// close phase, as when their owner closes them.
+func TestWalkCloseRunsCloseHooks(t *testing.T) {
+	efd := eventFD(t)
+	l := newLoop(t)
+	hs := allHandles(t, l, efd)
+	hooks := 0
+	for _, h := range hs {
+		h.(interface{ SetCloseHook(func()) }).SetCloseHook(func() { hooks++ })
+	}
+	l.Walk(func(h loop.Handle) { h.Close(nil) })
+	require.Zero(t, hooks, "a hook ran inside Close")
+	run(t, l)
+	require.Equal(t, len(hs), hooks)
+}
