@@ -66,10 +66,11 @@ func (l *Loop) untrack(h *handle) {
 // close phase comes later). fn runs on the calling goroutine, inside Walk.
 //
 // One kind of handle is treated apart: a timer made by AfterFunc is walked
-// only while it is active (due, not yet fired). Once it has fired or been stopped, the loop keeps no
-// reference to it, so a fired AfterFunc timer the caller dropped is garbage,
-// as a fired time.AfterFunc timer is; a caller that keeps it and starts it
-// again makes it walkable again. A timer made by NewTimer, like every other
+// only while it is active (due, not yet fired). Once it has fired, been
+// stopped or been closed, the loop keeps no reference to it, so a fired
+// AfterFunc timer the caller dropped is garbage, as a fired time.AfterFunc
+// timer is; a caller that keeps it and starts it again makes it walkable
+// again. A timer made by NewTimer, like every other
 // handle, is the loop's until closed: the loop holds it (and Walk sees it)
 // until Close is called on it or on the loop, whether or not it runs.
 //
