@@ -13,6 +13,14 @@
 // segments, a producer claims a slot with one atomic add, and drained segments
 // are reused, so posting and draining allocate nothing in steady state.
 //
+// A drain runs only the tasks accepted when it began, and DrainEdgeN at most
+// a budget of them, so a consumer that drains between other duties (a loop
+// with timers and io) is never held by producers. SetLimit bounds the tasks
+// posted with PostLimited (EAGAIN past it) and PostContext (which waits for
+// room, woken by the consumer, never polling); Post, for what a consumer
+// owes itself, is never refused nor counted. Seal refuses limited posts from
+// then on, for a consumer that is shutting down.
+//
 // Tasks run in the order they were accepted (FIFO, and so FIFO per producer).
 // Close refuses further posts with os.ErrClosed but keeps what it already
 // accepted: those tasks still run on the next Drain. Nothing accepted is lost,

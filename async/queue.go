@@ -1,20 +1,47 @@
 package async
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/eventpipe/eventpipe/eventfd"
 )
 
-// ErrNilTask is returned by Post for a nil function.
+// ErrNilTask is wrapped by the error of every post given a nil function.
 var ErrNilTask = errors.New("async: nil task")
 
-var errClosed = fmt.Errorf("async: %w", os.ErrClosed)
+// Errors are made once: a refused post allocates nothing either.
+var (
+	errPostNil         = opError("async: post: nil task", ErrNilTask)
+	errPostClosed      = opError("async: post: closed", os.ErrClosed)
+	errLimitedNil      = opError("async: post limited: nil task", ErrNilTask)
+	errLimitedClosed   = opError("async: post limited: closed", os.ErrClosed)
+	errLimitedSealed   = opError("async: post limited: sealed", os.ErrClosed)
+	errWakeClosed      = opError("async: wake: closed", os.ErrClosed)
+	errCloseClosed     = opError("async: close: already closed", os.ErrClosed)
+	errSetLimitClosed  = opError("async: set limit: closed", os.ErrClosed)
+	errSetLimitStarted = opError("async: set limit: limited tasks already posted", unix.EBUSY)
+)
+
+// wrapped is an error with its own complete text that still matches what it
+// wraps: the text names the package and the operation once, and errors.Is
+// sees the errno or sentinel underneath.
+type wrapped struct {
+	msg string
+	err error
+}
+
+func opError(msg string, err error) error { return &wrapped{msg: msg, err: err} }
+
+func (e *wrapped) Error() string { return e.msg }
+func (e *wrapped) Unwrap() error { return e.err }
 
 // Queue is a FIFO of tasks with a pollable wakeup. Post and Wake may be
 // called from any goroutine; Drain from one consumer goroutine at a time.
@@ -63,13 +90,34 @@ type Queue struct {
 	// goroutine is the accepted count less pos.
 	pos atomic.Uint64
 	ran atomic.Uint64
+	// A drain a panic interrupted is resumed by the next one, with the
+	// end and the budget it had: a drain never runs tasks accepted after
+	// it began, nor more than its budget, panics or not.
+	resuming       bool
+	resumeBounded  bool
+	resumeEnd      uint64
+	resumeLeft     int       // budget left, if bounded
+	resumeDeadline time.Time // zero: no time bound
+	_              [cacheLine]byte
+
+	// The limit on tasks posted with PostLimited and PostContext. limited
+	// counts those waiting; it is touched only when a limit is set.
+	limit   int64
+	errFull error
+	limited atomic.Int64
+	sealed  atomic.Bool
+	// waiters counts PostContext calls waiting for room; the consumer
+	// looks at room only when it is not zero.
+	waiters atomic.Int32
+	roomMu  sync.Mutex
+	room    chan struct{} // closed when room may have appeared; nil: nobody waits
 }
 
 // NewQueue creates an empty queue with its own non-blocking eventfd.
 func NewQueue() (*Queue, error) {
 	efd, err := eventfd.New(0, eventfd.NonBlocking)
 	if err != nil {
-		return nil, fmt.Errorf("async: %w", err)
+		return nil, fmt.Errorf("async: new queue: %w", err)
 	}
 	s := newSegment()
 	s.open()
@@ -83,32 +131,161 @@ func NewQueue() (*Queue, error) {
 func (q *Queue) Fd() int { return q.efd.Fd() }
 
 // Post appends fn to the queue and wakes the consumer unless a wakeup is
-// already pending. It fails with ErrNilTask for a nil fn and with an error
-// wrapping os.ErrClosed after Close. It allocates nothing beyond fn itself
-// once the queue holds as many segments as its backlog needs.
+// already pending. It fails with an error wrapping ErrNilTask for a nil fn
+// and with an error wrapping os.ErrClosed after Close. It allocates nothing
+// beyond fn itself once the queue holds as many segments as its backlog
+// needs. Post is never refused for lack of room, and what it posts does not
+// count against SetLimit: it is for tasks a consumer owes itself (wakeups,
+// completions), which it must not lose.
 func (q *Queue) Post(fn func()) error {
 	if fn == nil {
-		return ErrNilTask
+		return errPostNil
 	}
 	if q.closed.Load() {
-		return errClosed
+		return errPostClosed
 	}
 	return q.claim(q.tail.Load(), fn)
 }
 
+// SetLimit bounds the tasks posted with PostLimited and PostContext that
+// may wait at once: past n, PostLimited fails with an error wrapping
+// unix.EAGAIN and PostContext waits. 0 means no limit (the default); a
+// negative n is EINVAL. Call it before any limited post (afterwards it is
+// EBUSY), from the goroutine that made the queue or before sharing it.
+func (q *Queue) SetLimit(n int) error {
+	if n < 0 {
+		return opError(fmt.Sprintf("async: set limit %d: negative", n), unix.EINVAL)
+	}
+	if q.closed.Load() {
+		return errSetLimitClosed
+	}
+	if q.limited.Load() != 0 {
+		return errSetLimitStarted
+	}
+	q.limit = int64(n)
+	q.errFull = opError(fmt.Sprintf("async: post limited: queue full (limit %d)", n), unix.EAGAIN)
+	return nil
+}
+
+// PostLimited is Post for tasks that count against SetLimit: with n tasks
+// so posted waiting, it fails with an error wrapping unix.EAGAIN and queues
+// nothing. After Seal or Close it fails with an error wrapping os.ErrClosed.
+// Without a limit it costs what Post costs; with one, one atomic add more.
+func (q *Queue) PostLimited(fn func()) error {
+	if fn == nil {
+		return errLimitedNil
+	}
+	return q.postLimited(fn)
+}
+
+func (q *Queue) postLimited(fn func()) error {
+	if q.closed.Load() {
+		return errLimitedClosed
+	}
+	if q.sealed.Load() {
+		return errLimitedSealed
+	}
+	counted := q.limit > 0
+	if counted && q.limited.Add(1) > q.limit {
+		q.limited.Add(-1)
+		return q.errFull
+	}
+	if err := q.claimAs(q.tail.Load(), fn, counted); err != nil {
+		if counted {
+			q.limited.Add(-1)
+		}
+		return errLimitedClosed
+	}
+	return nil
+}
+
+// PostContext is PostLimited that waits for room instead of failing with
+// EAGAIN: it returns nil once fn is queued, ctx.Err() if ctx ends first
+// (then fn is not queued), or the error PostLimited gives for anything but
+// a full queue. It sleeps until the consumer runs a limited task, Seal or
+// Close: it never polls.
+func (q *Queue) PostContext(ctx context.Context, fn func()) error {
+	if fn == nil {
+		return opError("async: post context: nil task", ErrNilTask)
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	for {
+		err := q.postLimited(fn)
+		if err != q.errFull || err == nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		// Count ourselves as a waiter before trying again: a consumer
+		// that ran a limited task after that try sees the count and
+		// wakes us; one that ran it before left room for the try.
+		q.roomMu.Lock()
+		q.waiters.Add(1)
+		if q.room == nil {
+			q.room = make(chan struct{})
+		}
+		room := q.room
+		q.roomMu.Unlock()
+		err = q.postLimited(fn)
+		if err != q.errFull {
+			q.waiters.Add(-1)
+			return err
+		}
+		select {
+		case <-room:
+			q.waiters.Add(-1)
+		case <-ctx.Done():
+			q.waiters.Add(-1)
+			return ctx.Err()
+		}
+	}
+}
+
+// Limited returns how many tasks posted with PostLimited and PostContext
+// wait (0 without a limit: they are counted only under one). While posts
+// race for the last room it may read above the limit by the number of
+// refused posts still undoing their count; the tasks queued never exceed it.
+func (q *Queue) Limited() int { return int(q.limited.Load()) }
+
+// Seal refuses further PostLimited and PostContext calls (an error wrapping
+// os.ErrClosed) and wakes the PostContext calls waiting, while Post still
+// queues: a consumer that is shutting down stops taking new work but can
+// still receive what it owes itself. Tasks accepted before Seal stay queued.
+func (q *Queue) Seal() {
+	q.sealed.Store(true)
+	q.wakeRoom()
+}
+
+// wakeRoom wakes every PostContext waiting, to try again.
+func (q *Queue) wakeRoom() {
+	q.roomMu.Lock()
+	if q.room != nil {
+		close(q.room)
+		q.room = nil
+	}
+	q.roomMu.Unlock()
+}
+
 // claim puts fn in the next free slot, starting from s, which was the tail
 // when it was loaded and may since have filled or been retired.
-func (q *Queue) claim(s *segment, fn func()) error {
+func (q *Queue) claim(s *segment, fn func()) error { return q.claimAs(s, fn, false) }
+
+// claimAs is claim for a task that counts against the limit or not.
+func (q *Queue) claimAs(s *segment, fn func(), counted bool) error {
 	for {
 		c := s.claimed.Add(1)
 		if c&closedBit != 0 {
 			// Close came first; the claim, beyond closeAt, counts
 			// for nothing.
-			return errClosed
+			return errPostClosed
 		}
 		if i := c&countMask - 1; i < segSize && c&notOpenBit == 0 {
 			sl := &s.slots[i]
 			sl.fn = fn
+			sl.counted = counted
 			sl.ready.Store(gen(c)) // publishes fn to the consumer
 			q.signal()
 			return nil
@@ -133,7 +310,7 @@ func (q *Queue) grow(full *segment) error {
 	}
 	c := t.claimed.Load()
 	if c&closedBit != 0 {
-		return errClosed
+		return errPostClosed
 	}
 	if c&countMask < segSize {
 		// full was retired and reused as the tail since our claim,
@@ -189,7 +366,7 @@ func (q *Queue) acceptedEnd() uint64 {
 // is how a consumer is asked to look at state other than the queue.
 func (q *Queue) Wake() error {
 	if q.closed.Load() {
-		return errClosed
+		return errWakeClosed
 	}
 	q.signal()
 	return nil
@@ -215,6 +392,11 @@ func (q *Queue) signal() {
 // level-triggered needs. A consumer that registered Fd edge-triggered should
 // call DrainEdge instead and save that system call.
 //
+// A drain also stops early at a task whose producer has claimed its place
+// but not yet stored it (a producer descheduled in between): waiting there
+// would hold the consumer for as long. That producer's wakeup, which
+// follows its store, brings the consumer back.
+//
 // If a task panics, the panic propagates to the caller; the tasks not yet
 // run stay at the head of the queue and Fd is made readable, so the next
 // Drain resumes where this one stopped.
@@ -225,7 +407,8 @@ func (q *Queue) Drain() (ran int) {
 	q.fdMu.RLock()
 	_, _ = q.efd.Read() // EAGAIN (nothing to consume) and closed are fine
 	q.fdMu.RUnlock()
-	return q.DrainEdge()
+	ran, _ = q.drain(0, 0)
+	return ran
 }
 
 // DrainEdge is Drain for a consumer that polls Fd edge-triggered
@@ -234,19 +417,67 @@ func (q *Queue) Drain() (ran int) {
 // system call sooner. The counter only grows by one per drain cycle; it would
 // take centuries at millions of wakeups a second to reach its limit.
 func (q *Queue) DrainEdge() (ran int) {
+	ran, _ = q.drain(0, 0)
+	return ran
+}
+
+// DrainEdgeN is DrainEdge that runs at most max of the tasks (max <= 0: no
+// bound). more reports that tasks accepted before the drain began are still
+// queued; Fd has then been made readable again (a new edge), so a consumer
+// that goes back to its poller is woken for them at once.
+//
+// A drain a panic interrupted is finished by the next Drain, DrainEdge or
+// DrainEdgeN, with the end and the budget it had, whatever that call asks
+// for: a drain never runs a task accepted after it began, nor more than its
+// budget, however many of its tasks panic.
+func (q *Queue) DrainEdgeN(max int) (ran int, more bool) { return q.drain(max, 0) }
+
+// DrainEdgeFor is DrainEdgeN that also stops once it has run for about d
+// (d <= 0: no time bound), whichever bound comes first: the count bounds a
+// drain of cheap tasks, the time one of costly tasks. The clock is read once
+// every sliceCheck tasks, so at least that many run (or all, if fewer wait),
+// and a single task longer than d is not cut short.
+func (q *Queue) DrainEdgeFor(max int, d time.Duration) (ran int, more bool) { return q.drain(max, d) }
+
+// sliceCheck is how many tasks run between two clock reads of a timed drain:
+// a clock read costs about as much as a trivial task.
+const sliceCheck = 16
+
+func (q *Queue) drain(max int, d time.Duration) (ran int, more bool) {
 	q.pending.Store(false)
 	// A producer whose claim comes after this read sees pending clear,
 	// so the tasks it leaves out get a wakeup of their own.
-	end := q.acceptedEnd()
+	end, left, bounded := q.acceptedEnd(), max, max > 0
+	var deadline time.Time
+	if d > 0 {
+		deadline = time.Now().Add(d)
+	}
+	if q.resuming {
+		end, left, bounded, deadline = q.resumeEnd, q.resumeLeft, q.resumeBounded, q.resumeDeadline
+		q.resuming = false
+	}
 
 	finished := false
+	tookLimited := false
+	stalled := false
 	defer func() {
 		q.ran.Add(uint64(ran))
 		if !finished {
-			// Unwinding from a panic: make sure someone comes back, for
-			// the rest of the run and for tasks posted since the drain
-			// began, whose wakeup this drain has consumed.
+			// Unwinding from a panic: keep this drain's bounds for
+			// the next call, and make sure someone comes back, for
+			// the rest of the run and for tasks posted since the
+			// drain began, whose wakeup this drain has consumed.
+			q.resuming, q.resumeEnd, q.resumeLeft, q.resumeBounded = true, end, left, bounded
+			q.resumeDeadline = deadline
 			q.signal()
+		} else if !stalled && q.pos.Load() < q.acceptedEnd() {
+			// Left for next time (the budget, or tasks posted by a
+			// producer that saw pending set by a resumed drain's
+			// panic): a fresh edge brings the consumer back.
+			q.signal()
+		}
+		if tookLimited && q.waiters.Load() > 0 {
+			q.wakeRoom()
 		}
 	}()
 	for {
@@ -255,25 +486,61 @@ func (q *Queue) DrainEdge() (ran int) {
 		if p >= end {
 			break
 		}
+		if bounded && left <= 0 {
+			more = true
+			break
+		}
+		if !deadline.IsZero() && ran > 0 && ran%sliceCheck == 0 && time.Now().After(deadline) {
+			more = true
+			break
+		}
 		if q.hidx == segSize {
 			q.advance()
 		}
 		sl := &q.head.slots[q.hidx]
-		for sl.ready.Load() != q.hgen {
-			// Claimed, and its producer is between the claim and the
-			// store that publishes it.
-			runtime.Gosched()
+		if sl.ready.Load() != q.hgen && !q.awaitPublished(sl) {
+			// Its producer was descheduled between the claim and the
+			// store that publishes the task, and may stay so for a
+			// scheduler time slice. Waiting here would hold up the
+			// consumer's timers and io for as long; stop instead. The
+			// producer's signal, after its store, wakes the consumer.
+			stalled = true
+			break
 		}
+		left--
 		fn := sl.fn
 		sl.fn = nil // drop the reference for the collector
+		if sl.counted {
+			// Running, no longer waiting: its room is free now.
+			sl.counted = false
+			q.limited.Add(-1)
+			tookLimited = true
+		}
 		q.hidx++
 		q.pos.Store(p + 1)
 		fn()
 		ran++
 	}
 	finished = true
-	return ran
+	return ran, more
 }
+
+// awaitPublished waits briefly for the producer of a claimed slot to publish
+// its task: in the common case it is a few instructions away. It reports
+// whether it did.
+func (q *Queue) awaitPublished(sl *slot) bool {
+	for range publishSpins {
+		if sl.ready.Load() == q.hgen {
+			return true
+		}
+	}
+	return false
+}
+
+// publishSpins bounds awaitPublished: about a microsecond of loads, against
+// a producer preempted for milliseconds. It does not yield: a yield puts the
+// consumer behind every runnable goroutine, the producers first.
+const publishSpins = 512
 
 // advance moves the consumer to the next segment, which exists since an
 // accepted task lies beyond the head, and retires the old head for reuse.
@@ -312,7 +579,7 @@ func (q *Queue) Wakeups() uint64 { return q.writes.Load() }
 // wrapping os.ErrClosed.
 func (q *Queue) Close() error {
 	if !q.closed.CompareAndSwap(false, true) {
-		return errClosed
+		return errCloseClosed
 	}
 	// A producer that passed the closed check above races to claim: the
 	// claims before closedBit are accepted, those after are refused, and
@@ -324,10 +591,12 @@ func (q *Queue) Close() error {
 	t.closeAt = accepted(old)
 	q.growMu.Unlock()
 
+	q.wakeRoom() // waiting PostContext calls try again, and find it closed
+
 	q.fdMu.Lock()
 	defer q.fdMu.Unlock()
 	if err := q.efd.Close(); err != nil {
-		return fmt.Errorf("async: %w", err)
+		return fmt.Errorf("async: close: %w", err)
 	}
 	return nil
 }

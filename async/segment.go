@@ -33,8 +33,9 @@ const (
 // same segment never equals the current one, so slots need no reset between
 // incarnations.
 type slot struct {
-	fn    func()
-	ready atomic.Uint32
+	fn      func()
+	ready   atomic.Uint32
+	counted bool // posted with PostLimited or PostContext under a limit
 }
 
 // segment is a fixed run of slots in the queue's linked list. Producers

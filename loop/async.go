@@ -1,10 +1,6 @@
 package loop
 
-import (
-	"fmt"
-	"os"
-	"sync/atomic"
-)
+import "sync/atomic"
 
 // Async is a handle any goroutine can Send to, waking the loop to run its
 // callback. Sends coalesce: many Sends before the callback runs produce one
@@ -20,15 +16,16 @@ type Async struct {
 // NewAsync creates an Async handle, active (and keeping the loop alive, unless
 // unreferenced) until closed.
 func (l *Loop) NewAsync(cb func()) (*Async, error) {
-	if l.closed.Load() {
-		return nil, errClosed
+	if l.closed() {
+		return nil, closedError("new async")
 	}
 	if cb == nil {
-		return nil, fmt.Errorf("loop: new async: %w", ErrNilCallback)
+		return nil, nilError("new async")
 	}
 	a := &Async{cb: cb}
 	a.fire = a.run
 	a.init(l)
+	l.track(a)
 	a.setActive(true)
 	l.asyncs[a] = struct{}{}
 	return a, nil
@@ -38,15 +35,15 @@ func (l *Loop) NewAsync(cb func()) (*Async, error) {
 // After Close (of the handle or the loop) it returns an error wrapping
 // os.ErrClosed.
 func (a *Async) Send() error {
-	if a.dead.Load() || a.loop.closed.Load() {
-		return fmt.Errorf("loop: async send: %w", os.ErrClosed)
+	if a.dead.Load() || a.loop.closed() {
+		return errSendClosed
 	}
 	if a.pending.Load() || !a.pending.CompareAndSwap(false, true) {
 		return nil // a run is already queued and has not started yet
 	}
 	if err := a.loop.queue.Post(a.fire); err != nil {
 		a.pending.Store(false)
-		return fmt.Errorf("loop: async send: %w", os.ErrClosed)
+		return errSendClosed
 	}
 	// Counted after the post: Alive, which reads this count before the
 	// queue's length, may then over-count an Async run (one extra

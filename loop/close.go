@@ -1,11 +1,12 @@
 package loop
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
-
-	"golang.org/x/sys/unix"
+	"time"
 )
 
 // runClosing runs the close callbacks queued so far, in the order Close was
@@ -28,6 +29,7 @@ func (l *Loop) runClosing() {
 		}
 		l.closingRun[i] = nil
 		h.closed = true
+		l.untrack(h)
 		h.runCloseHook()
 		if l.panicErr != nil {
 			// The hook panicked: its close callback runs next time,
@@ -45,54 +47,89 @@ func (l *Loop) runClosing() {
 	l.closingRun = l.closingRun[:0]
 }
 
-// Close shuts the loop down and releases everything it holds: every open
-// handle is closed (close callbacks still run, on the calling goroutine),
-// queued work is cancelled (done gets ErrCanceled), running work is waited
-// for, every task accepted by Post runs, and the epoll and eventfd
-// descriptors are closed. Posts from other goroutines racing with Close
-// either run or fail with os.ErrClosed; none is lost.
+// CloseTimeout is how long Close waits for work still running (after ending
+// its context) before it abandons it. Shutdown takes its bound from its
+// context instead.
+const CloseTimeout = time.Second
+
+// Close shuts the loop down and releases everything it holds, as Shutdown
+// does with a context that ends after CloseTimeout: every handle not already
+// closing is closed (with no close callback; callbacks already requested
+// still run, on the calling goroutine), queued work is cancelled (done gets
+// ErrCanceled), every task accepted by Post runs, running work has its
+// context ended and is waited for, and the epoll and eventfd descriptors
+// are closed. Posts from other goroutines racing with Close either run or
+// fail with os.ErrClosed; none is lost.
 //
-// A handle closed after the loop's Close (one that was never started, since
-// Close closes every active handle) is closed at once; its close callback
-// does not run.
+// Close never blocks for ever on a work function that does not return: after
+// CloseTimeout it abandons it (its done never runs; its worker goroutine
+// ends when the function returns) and returns an error wrapping
+// context.DeadlineExceeded that says how many items it abandoned. The loop
+// is closed all the same.
+//
+// A handle closed after the loop's Close (a timer made by AfterFunc and
+// stopped, which the loop no longer knew) is closed at once; its close
+// callback does not run.
 //
 // Close must not be called while the loop runs (it returns an error wrapping
 // EBUSY). A second Close returns an error wrapping os.ErrClosed. If
 // callbacks run by Close panic and no panic handler is set, Close finishes
 // its work and then returns their *PanicErrors (joined).
 func (l *Loop) Close() error {
-	if l.running.Load() {
-		return fmt.Errorf("loop: close: loop is running: %w", unix.EBUSY)
+	ctx, cancel := context.WithTimeout(context.Background(), CloseTimeout)
+	defer cancel()
+	return l.shutdown(ctx, "close")
+}
+
+// Shutdown ends the loop gracefully. Call it as Close, when no Run is in
+// progress (end the Run first, by its context or Stop); any goroutine may
+// call it then. It
+//
+//   - refuses new posts (Post and PostContext fail with os.ErrClosed; tasks
+//     accepted before still run, and waiting PostContext calls return);
+//   - closes every handle not already closing, with no close callback (close
+//     callbacks already requested run once; close hooks run for every
+//     handle);
+//   - cancels queued work (done gets ErrCanceled) and ends the context of
+//     running QueueWorkContext functions;
+//   - runs the loop until the running work has finished and its done has
+//     run, or until ctx ends (handles that tasks and done callbacks make in
+//     the meantime are closed too);
+//   - then closes the loop, as Close.
+//
+// Work still running when ctx ends is abandoned: its done never runs, its
+// worker goroutine ends when the function returns, and Shutdown returns an
+// error wrapping ctx.Err() that says how many items were abandoned. The loop
+// is closed either way; a second Shutdown or Close is os.ErrClosed, and one
+// during a Run is EBUSY. Panics of callbacks it runs are returned as for
+// Close.
+func (l *Loop) Shutdown(ctx context.Context) error {
+	if ctx == nil {
+		ctx = context.Background()
 	}
-	if !l.closed.CompareAndSwap(false, true) {
-		return errClosed
+	return l.shutdown(ctx, "shutdown")
+}
+
+func (l *Loop) shutdown(ctx context.Context, op string) error {
+	for !l.state.CompareAndSwap(stateIdle, stateClosing) {
+		// Read again after the failed swap: a run that was in progress
+		// may have ended since, and then the swap is worth another try.
+		switch l.state.Load() {
+		case stateRunning:
+			return busyError(op)
+		case stateClosing, stateClosed:
+			return opError("loop: "+op+": already closed", os.ErrClosed)
+		}
 	}
 	l.panicErr = nil
 	var panics []error
+	l.queue.Seal() // PostContext waiters give up now
 
 	// Tasks and completions may start handles or post more, so settle
 	// until nothing is active, queued or closing.
-	closeAll := func() {
-		for len(l.timers) > 0 {
-			l.timers[0].t.Close(nil)
-		}
-		for _, list := range []*hookList{&l.idle, &l.prepare, &l.check} {
-			for len(list.hooks) > 0 {
-				list.hooks[0].Close(nil)
-			}
-		}
-		for _, w := range l.slots {
-			if w != nil {
-				w.Close(nil)
-			}
-		}
-		for a := range l.asyncs {
-			a.Close(nil)
-		}
-	}
 	settle := func() {
 		for {
-			closeAll()
+			l.closeEvery()
 			l.drainQueue()
 			l.runClosing()
 			if l.panicErr != nil {
@@ -111,14 +148,50 @@ func (l *Loop) Close() error {
 		}
 	}
 	settle()
-	l.pool.close() // posts every remaining completion
+	l.pool.close() // cancels queued work, ends running work's contexts
+
+	// Wait for running work: its completion arrives through the queue. A
+	// context that ends wakes the wait.
+	stop := context.AfterFunc(ctx, func() { _ = l.queue.Wake() })
+	var abandonErr error
+	for {
+		settle()
+		if l.activeReqs == 0 {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			n := l.pool.abandon()
+			l.activeReqs -= n
+			if n > 0 {
+				abandonErr = fmt.Errorf("loop: %s: %d work item(s) still running, abandoned (done will not run): %w", op, n, err)
+			}
+			settle() // completions posted before the abandon
+			break
+		}
+		n, err := l.poller.Wait(l.events, -1)
+		if err != nil {
+			panics = append(panics, lowerError(op, err))
+			break
+		}
+		// Only the queue can be ready: every watcher is closed.
+		l.evNext, l.evN = 0, n
+		l.dispatch()
+	}
+	stop()
+	l.pool.waitIdle()
 	settle()
 	qerr := l.queue.Close()
 	settle() // posts accepted while the queue was closing
 	l.shutDown = true
 	perr := l.poller.Close()
-
-	return errors.Join(append(panics, qerr, perr)...)
+	l.state.Store(stateClosed)
+	if qerr != nil {
+		qerr = lowerError(op, qerr)
+	}
+	if perr != nil {
+		perr = lowerError(op, perr)
+	}
+	return errors.Join(append(panics, abandonErr, qerr, perr)...)
 }
 
 // activeHandles counts the started handles, referenced or not.

@@ -25,11 +25,34 @@
 // loop is alive while it has a referenced active handle, pending work, queued
 // tasks or a handle still closing; Run returns when it is not.
 //
+// # Overload
+//
+// Posted tasks, async callbacks and work completions share one queue. One
+// iteration runs at most the tasks that were queued when its drain began,
+// and at most the task budget of them (WithTaskBudget; by default
+// DefaultTaskBudget tasks or DefaultTaskTime, whichever comes first); the
+// rest wait for the next iteration, whose poll then does not block. So a flood of posts delays timers and io by at most a budget's
+// worth of tasks per iteration and never starves them. WithQueueLimit bounds
+// the posted tasks waiting: Post then fails with an error wrapping
+// unix.EAGAIN, and PostContext waits for room (async sends and work
+// completions are never refused). Stats reports the tasks waiting (Queued)
+// and the time spent blocked in poll (IdleTime).
+//
+// # Shutdown
+//
+// Close and Shutdown end a loop that is not running. Both refuse new posts,
+// close every handle (Walk lists them; close hooks run, close callbacks only
+// where they were requested before), cancel queued work and end the context
+// of running QueueWorkContext functions, wait for running work and close the
+// loop's descriptors. Shutdown waits as long as its context allows, Close
+// for CloseTimeout; work still running then is abandoned (its done never
+// runs) and named in the error.
+//
 // # Goroutines
 //
-// A loop is owned by the goroutine that runs it. Only Post, Stop, Stats,
-// (*Async).Send, and Close while no run is in progress may be called from
-// other goroutines. Every other method must be called from the loop's own
+// A loop is owned by the goroutine that runs it. Only Post, PostContext,
+// Stop, Stats, (*Async).Send, and Close and Shutdown while no run is in
+// progress may be called from other goroutines. Every other method must be called from the loop's own
 // callbacks, or while the loop is not running; anything else is a data race,
 // which the race detector reports. To act on a loop from elsewhere, Post a
 // function that does it.

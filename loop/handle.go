@@ -1,19 +1,14 @@
 package loop
 
-import (
-	"fmt"
-	"os"
-)
-
 // handle is the life cycle every handle type shares: active, referenced,
 // closing. The loop counts handles that are both active and referenced; that
 // count is what keeps Run going.
 //
-// The loop reaches an active handle only through the structure that serves
-// it (the timer heap, a hook list, a watcher slot, the Async set), and an
-// inactive one not at all: once the caller drops it (a fired AfterFunc
-// timer, say), it is garbage. Kept small, because a program may hold a
-// million timers.
+// The loop reaches an active handle through the structure that serves it
+// (the timer heap, a hook list, a watcher slot, the Async set), and every
+// handle not yet closed, started or stopped, through its registry (see
+// track), except timers made by AfterFunc, which it knows only while they
+// are active, through the timer heap. Kept small, because a program may hold a million timers.
 type handle struct {
 	loop    *Loop
 	closeCb func()
@@ -21,6 +16,7 @@ type handle struct {
 	unref   bool
 	closing bool
 	closed  bool
+	reg     int32 // 1 + index in the loop's registry; 0: not in it
 }
 
 func (h *handle) init(l *Loop) { h.loop = l }
@@ -67,6 +63,7 @@ func (h *handle) close(cb func()) {
 	h.closing = true
 	if h.loop.shutDown {
 		h.closed = true
+		h.loop.untrack(h)
 		h.runCloseHook() // no close phase will come: now is the last chance
 		return
 	}
@@ -115,7 +112,7 @@ func (h *handle) runCloseHook() {
 
 func (h *handle) errIfClosing(what string) error {
 	if h.closing {
-		return fmt.Errorf("loop: %s: %w", what, os.ErrClosed)
+		return closedError(what)
 	}
 	return nil
 }

@@ -1,7 +1,5 @@
 package loop
 
-import "fmt"
-
 // Hook runs a callback once per loop iteration at a fixed point: idle hooks
 // first (and, while any is active, the loop does not block in poll), prepare
 // hooks just before the poll, check hooks just after it.
@@ -30,6 +28,7 @@ func (l *Loop) NewCheck(cb func()) *Hook { return l.newHook(&l.check, cb) }
 func (l *Loop) newHook(list *hookList, cb func()) *Hook {
 	h := &Hook{list: list, cb: cb}
 	h.init(l)
+	l.track(h)
 	return h
 }
 
@@ -39,11 +38,11 @@ func (h *Hook) Start() error {
 	if err := h.errIfClosing(h.list.name + " start"); err != nil {
 		return err
 	}
-	if h.loop.closed.Load() {
-		return errClosed
+	if h.loop.closed() {
+		return closedError(h.list.name + " start")
 	}
 	if h.cb == nil {
-		return fmt.Errorf("loop: %s start: %w", h.list.name, ErrNilCallback)
+		return nilError(h.list.name + " start")
 	}
 	if h.active {
 		return nil

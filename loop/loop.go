@@ -14,20 +14,31 @@ import (
 	"github.com/eventpipe/eventpipe/poller"
 )
 
-var (
-	// ErrCanceled is what a Work's done callback receives when Cancel (or
-	// Loop.Close) removed it from the queue before it started.
-	ErrCanceled = errors.New("loop: work canceled")
-	// ErrBusy is returned by (*Work).Cancel once the work has started.
-	ErrBusy = errors.New("loop: work already started")
-	// ErrNilCallback is wrapped by every call given a nil callback where one
-	// is required.
-	ErrNilCallback = errors.New("loop: nil callback")
+// The loop's life: idle (not running), running (a Run, RunOnce or RunNoWait
+// in progress), closing (Close or Shutdown in progress), closed. Every
+// transition is one compare-and-swap, so a Close and a Run racing from two
+// goroutines cannot both proceed.
+const (
+	stateIdle int32 = iota
+	stateRunning
+	stateClosing
+	stateClosed
 )
 
-var (
-	errClosed  = fmt.Errorf("loop: %w", os.ErrClosed)
-	errRunning = fmt.Errorf("loop: run: already running: %w", unix.EBUSY)
+// DefaultTaskBudget and DefaultTaskTime bound one iteration's drain of the
+// task queue (posted tasks, async callbacks and work completions) unless
+// WithTaskBudget says otherwise: at most DefaultTaskBudget tasks, and no more
+// once the drain has run for DefaultTaskTime, whichever comes first. The
+// count bounds a drain of cheap tasks: 1024 closures of 0.1-1 us take
+// 0.1-1 ms. The time bounds one of costly tasks: at the 5 us of a task that
+// does real work, the drain stops after about 200 of them. Either way a 1 ms
+// timer stays on time under any flood of posts. A count alone could not do
+// both: small enough for costly tasks (128), it capped cheap posts at 128
+// per iteration, where the reliability soak, whose iterations are long with
+// io and timers, then posted a thirteenth of what it did with 1024.
+const (
+	DefaultTaskBudget = 1024
+	DefaultTaskTime   = time.Millisecond
 )
 
 // queueToken is the poller token of the task queue's eventfd; watcher tokens
@@ -88,6 +99,22 @@ type Loop struct {
 
 	shutDown bool // Close has finished: no close phase will come
 
+	// handles is every handle not yet closed, for Walk, Shutdown and
+	// Close (see track).
+	handles []registered
+
+	budget     int           // tasks one drain runs at most
+	budgetTime time.Duration // and for how long; 0: no time bound
+	backlog    bool          // the last drain left tasks it was owed: poll must not block
+	errFull    error
+
+	// workCtx is the parent of every QueueWorkContext context; Shutdown
+	// and Close end it.
+	workCtx    context.Context
+	workCancel context.CancelFunc
+
+	idleNanos atomic.Int64 // time blocked in poll
+
 	stopFlag atomic.Bool
 	// ctxEnded holds the number of the Run whose context ended; runSeq
 	// numbers the Runs and ctxRun is the one in progress (0: none, or a
@@ -96,8 +123,7 @@ type Loop struct {
 	ctxEnded atomic.Uint64
 	runSeq   uint64
 	ctxRun   uint64
-	running  atomic.Bool
-	closed   atomic.Bool
+	state    atomic.Int32
 
 	panicHandler func(v any)
 	panicErr     *PanicError
@@ -114,6 +140,8 @@ type Option func(*config) error
 type config struct {
 	workers      int
 	panicHandler func(v any)
+	budget       int
+	queueLimit   int
 }
 
 // WithWorkers sets how many goroutines run QueueWork's blocking functions
@@ -121,7 +149,7 @@ type config struct {
 func WithWorkers(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
-			return fmt.Errorf("loop: WithWorkers(%d): need at least one worker: %w", n, unix.EINVAL)
+			return opError(fmt.Sprintf("loop: WithWorkers(%d): need at least one worker", n), unix.EINVAL)
 		}
 		c.workers = n
 		return nil
@@ -129,13 +157,49 @@ func WithWorkers(n int) Option {
 }
 
 // WithPanicHandler makes the loop recover a panicking callback, pass the
-// value to fn and go on, instead of returning a *PanicError from Run.
+// value to fn and go on, instead of returning a *PanicError from Run. If fn
+// itself panics, the loop treats that as a panic with no handler: the run
+// ends with a *PanicError for the handler's panic, and nothing the run had
+// not reached is lost.
 func WithPanicHandler(fn func(v any)) Option {
 	return func(c *config) error {
 		if fn == nil {
-			return fmt.Errorf("loop: WithPanicHandler: %w", ErrNilCallback)
+			return nilError("WithPanicHandler")
 		}
 		c.panicHandler = fn
+		return nil
+	}
+}
+
+// WithTaskBudget sets how many queued tasks one iteration runs at most
+// (posted tasks, async callbacks and work completions alike), as an exact
+// count with no time bound; 0 means the default, DefaultTaskBudget tasks
+// and DefaultTaskTime, and a negative n is EINVAL. Whatever the budget, an
+// iteration never runs a task posted after its drain began. Tasks left over
+// run in the next iteration, whose poll then does not block, after the
+// timers and io that came due: posts can delay timers and io by one budget's
+// worth of tasks, never starve them.
+func WithTaskBudget(n int) Option {
+	return func(c *config) error {
+		if n < 0 {
+			return opError(fmt.Sprintf("loop: WithTaskBudget(%d): negative", n), unix.EINVAL)
+		}
+		c.budget = n
+		return nil
+	}
+}
+
+// WithQueueLimit bounds the posted tasks waiting to run: with n waiting,
+// Post fails with an error wrapping unix.EAGAIN (and queues nothing) and
+// PostContext waits for room. Async sends and work completions are neither
+// counted nor ever refused. 0 means no limit (the default); a negative n is
+// EINVAL.
+func WithQueueLimit(n int) Option {
+	return func(c *config) error {
+		if n < 0 {
+			return opError(fmt.Sprintf("loop: WithQueueLimit(%d): negative", n), unix.EINVAL)
+		}
+		c.queueLimit = n
 		return nil
 	}
 }
@@ -145,27 +209,36 @@ func New(opts ...Option) (*Loop, error) {
 	cfg := config{workers: 4}
 	for i, o := range opts {
 		if o == nil {
-			return nil, fmt.Errorf("loop: option %d is nil: %w", i, unix.EINVAL)
+			return nil, opError(fmt.Sprintf("loop: new: option %d is nil", i), unix.EINVAL)
 		}
 		if err := o(&cfg); err != nil {
 			return nil, err
 		}
 	}
+	budgetTime := time.Duration(0)
+	if cfg.budget == 0 {
+		cfg.budget, budgetTime = DefaultTaskBudget, DefaultTaskTime
+	}
 	p, err := poller.New()
 	if err != nil {
-		return nil, fmt.Errorf("loop: %w", err)
+		return nil, fmt.Errorf("loop: new: %w", err)
 	}
 	q, err := async.NewQueue()
 	if err != nil {
 		p.Close()
-		return nil, fmt.Errorf("loop: %w", err)
+		return nil, fmt.Errorf("loop: new: %w", err)
+	}
+	if err := q.SetLimit(cfg.queueLimit); err != nil { // checked above: cannot fail
+		q.Close()
+		p.Close()
+		return nil, fmt.Errorf("loop: new: %w", err)
 	}
 	// Edge-triggered: each coalesced wakeup write is a new edge, so the
 	// drain need not read the counter before running the first task.
 	if err := p.Add(q.Fd(), poller.Readable|poller.EdgeTriggered, queueToken); err != nil {
 		q.Close()
 		p.Close()
-		return nil, fmt.Errorf("loop: %w", err)
+		return nil, fmt.Errorf("loop: new: %w", err)
 	}
 	l := &Loop{
 		poller:       p,
@@ -180,7 +253,11 @@ func New(opts ...Option) (*Loop, error) {
 		prepare:      hookList{name: "prepare"},
 		check:        hookList{name: "check"},
 		panicHandler: cfg.panicHandler,
+		budget:       cfg.budget,
+		budgetTime:   budgetTime,
+		errFull:      opError(fmt.Sprintf("loop: post: queue full (limit %d)", cfg.queueLimit), unix.EAGAIN),
 	}
+	l.workCtx, l.workCancel = context.WithCancel(context.Background())
 	l.pool = newPool(l, cfg.workers)
 	return l, nil
 }
@@ -196,10 +273,12 @@ func (l *Loop) Run(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if l.running.Load() {
-		// A Run from a callback: refuse before touching the run's state.
-		return errRunning
+	// Refused before touching the run's state: a Run from a callback, or
+	// one racing with Close or another Run.
+	if err := l.enter("run"); err != nil {
+		return err
 	}
+	defer l.state.Store(stateIdle)
 	l.runSeq++
 	seq := l.runSeq
 	if ctx.Done() != nil {
@@ -221,20 +300,44 @@ func (l *Loop) Run(ctx context.Context) error {
 // RunOnce runs one iteration in libuv's ONCE mode: it blocks for io at most
 // once (not at all if nothing could wake it). alive reports whether
 // referenced handles or requests remain, as uv_run's non-zero return does.
-func (l *Loop) RunOnce() (alive bool, err error) { return l.run(modeOnce) }
+func (l *Loop) RunOnce() (alive bool, err error) {
+	if err := l.enter("run once"); err != nil {
+		return false, err
+	}
+	defer l.state.Store(stateIdle)
+	return l.run(modeOnce)
+}
 
 // RunNoWait runs one iteration in libuv's NOWAIT mode: it polls for io
 // without blocking. alive is as for RunOnce.
-func (l *Loop) RunNoWait() (alive bool, err error) { return l.run(modeNoWait) }
+func (l *Loop) RunNoWait() (alive bool, err error) {
+	if err := l.enter("run nowait"); err != nil {
+		return false, err
+	}
+	defer l.state.Store(stateIdle)
+	return l.run(modeNoWait)
+}
+
+// enter moves the loop from idle to running, or says why it cannot.
+func (l *Loop) enter(op string) error {
+	for {
+		switch l.state.Load() {
+		case stateIdle:
+			if l.state.CompareAndSwap(stateIdle, stateRunning) {
+				return nil
+			}
+		case stateRunning:
+			return opError("loop: "+op+": already running", unix.EBUSY)
+		default:
+			return closedError(op)
+		}
+	}
+}
+
+// closed reports whether Close or Shutdown has begun.
+func (l *Loop) closed() bool { return l.state.Load() >= stateClosing }
 
 func (l *Loop) run(mode runMode) (alive bool, err error) {
-	if l.closed.Load() {
-		return false, errClosed
-	}
-	if !l.running.CompareAndSwap(false, true) {
-		return false, errRunning
-	}
-	defer l.running.Store(false)
 	l.panicErr = nil
 
 	alive = l.Alive()
@@ -301,10 +404,18 @@ func (l *Loop) poll(timeout time.Duration) error {
 		l.dispatch()
 		return nil
 	}
+	var start int64
+	if timeout != 0 {
+		start = int64(time.Since(l.base))
+	}
 	n, err := l.poller.Wait(l.events, timeout)
 	// The wait may have been long: timers and watcher callbacks see the
 	// time of wakeup, as in libuv.
 	l.UpdateTime()
+	if timeout != 0 {
+		// As uv_metrics_idle_time: only a poll that may block counts.
+		l.idleNanos.Add(l.now - start)
+	}
 	if err != nil {
 		return err
 	}
@@ -337,9 +448,10 @@ func (l *Loop) dispatch() {
 	}
 }
 
-// drainQueue runs the posted tasks. After a panic async.Queue keeps the rest
-// of the batch: with a handler the drain goes on, without one it ends so the
-// run can return.
+// drainQueue runs the queued tasks that were there when it began, at most
+// the task budget of them. After a panic async.Queue keeps the rest of the
+// drain, with its end and budget: with a handler the drain goes on, without
+// one it ends so the run can return.
 func (l *Loop) drainQueue() {
 	for !l.drainOnce() && l.panicErr == nil {
 	}
@@ -348,7 +460,11 @@ func (l *Loop) drainQueue() {
 // drainOnce reports whether the queue drained without a panic.
 func (l *Loop) drainOnce() (finished bool) {
 	defer l.catch()
-	l.queue.DrainEdge()
+	// Tasks left over have had their edge raised again by the queue; the
+	// flag makes the next poll not block even for an embedder that looks
+	// at BackendTimeout.
+	l.backlog = true
+	_, l.backlog = l.queue.DrainEdgeFor(l.budget, l.budgetTime)
 	return true
 }
 
@@ -360,8 +476,12 @@ func (l *Loop) Stop() {
 }
 
 // Alive reports whether the loop has a referenced active handle, pending
-// work, a queued task or a handle still closing.
+// work, a queued task or a handle still closing. It is false once the loop
+// is closed.
 func (l *Loop) Alive() bool {
+	if l.state.Load() == stateClosed {
+		return false
+	}
 	if l.activeRefs > 0 || l.activeReqs > 0 || len(l.closing) > 0 {
 		return true
 	}
@@ -386,11 +506,11 @@ func (l *Loop) UpdateTime() { l.now = int64(time.Since(l.base)) }
 func (l *Loop) Fd() int { return l.poller.Fd() }
 
 // BackendTimeout is how long the next poll would block: -1 for no limit, 0
-// when the loop has work to do now (idle hooks, closing handles, a stop
-// request, or nothing keeping it alive).
+// when the loop has work to do now (idle hooks, closing handles, tasks left
+// over by the task budget, a stop request, or nothing keeping it alive).
 func (l *Loop) BackendTimeout() time.Duration {
 	if l.stopping() || (l.activeRefs == 0 && l.activeReqs == 0) || l.idle.n > 0 || len(l.closing) > 0 ||
-		l.evNext < l.evN {
+		l.evNext < l.evN || l.backlog {
 		return 0
 	}
 	if len(l.timers) == 0 {
@@ -403,26 +523,53 @@ func (l *Loop) BackendTimeout() time.Duration {
 }
 
 // Post queues fn to run on the loop goroutine. Any goroutine may call it;
-// tasks run in the order they were accepted, each exactly once (Close runs
-// the ones still queued). It fails with an error wrapping os.ErrClosed after
-// Close and with ErrNilCallback for a nil fn. It allocates nothing beyond fn.
+// tasks run in the order they were accepted, each exactly once (Shutdown
+// and Close run the ones still queued). It fails with an error wrapping
+// os.ErrClosed once Shutdown or Close has begun, with one wrapping
+// ErrNilCallback for a nil fn, and, under WithQueueLimit, with one wrapping
+// unix.EAGAIN while the limit's worth of posted tasks wait (nothing is then
+// queued). It allocates nothing beyond fn, and takes no lock.
 //
 // A queued task keeps the loop alive only until it ran: a service that
 // expects posts at any time should hold a referenced handle (an Async, say).
 func (l *Loop) Post(fn func()) error {
 	if fn == nil {
-		return fmt.Errorf("loop: post: %w", ErrNilCallback)
+		return errPostNil
 	}
 	// Close refuses new posts from its start, so a task that re-posts
 	// itself cannot keep Close draining forever. A Post that passed this
 	// check just before still lands in the queue, and Close runs it.
-	if l.closed.Load() {
-		return errClosed
+	if l.closed() {
+		return errPostClosed
 	}
-	if err := l.queue.Post(fn); err != nil {
-		return errClosed
+	if err := l.queue.PostLimited(fn); err != nil {
+		if errors.Is(err, unix.EAGAIN) {
+			return l.errFull
+		}
+		return errPostClosed
 	}
 	return nil
+}
+
+// PostContext is Post that waits for room under WithQueueLimit instead of
+// failing with EAGAIN: it returns nil once fn is queued, or ctx.Err() if
+// ctx ends first (fn is then not queued). A waiting PostContext sleeps until
+// the loop runs a posted task (it never polls), and returns an error
+// wrapping os.ErrClosed when Shutdown or Close begins. Without a limit it is
+// Post. Any goroutine may call it, but a callback on the loop that waits
+// for room waits for ever: only the loop makes room.
+func (l *Loop) PostContext(ctx context.Context, fn func()) error {
+	if fn == nil {
+		return errPostContextNil
+	}
+	if l.closed() {
+		return errPostContextClosed
+	}
+	err := l.queue.PostContext(ctx, fn)
+	if err != nil && errors.Is(err, os.ErrClosed) {
+		return errPostContextClosed
+	}
+	return err
 }
 
 // Stats are counters of the loop's work since New.
@@ -431,6 +578,12 @@ type Stats struct {
 	EventsDispatched uint64 // io watcher callbacks run
 	WakeupWrites     uint64 // eventfd writes that woke the loop (coalesced: at most one per drain)
 	TasksRun         uint64 // posted tasks, async callbacks and work completions run
+	// Queued is the tasks waiting in the queue now: posted tasks, async
+	// callbacks and work completions.
+	Queued int
+	// IdleTime is the time spent blocked in poll, as uv_metrics_idle_time:
+	// polls that could not block (work was waiting) do not count.
+	IdleTime time.Duration
 }
 
 // Stats returns the counters; any goroutine may call it.
@@ -440,6 +593,8 @@ func (l *Loop) Stats() Stats {
 		EventsDispatched: l.dispatched.Load(),
 		WakeupWrites:     l.queue.Wakeups(),
 		TasksRun:         l.queue.Ran(),
+		Queued:           l.queue.Len(),
+		IdleTime:         time.Duration(l.idleNanos.Load()),
 	}
 }
 

@@ -69,6 +69,7 @@ var (
 func (l *Loop) NewSignal(cb func(sig os.Signal)) *Signal {
 	s := &Signal{cb: cb}
 	s.init(l)
+	l.track(s)
 	return s
 }
 
@@ -81,16 +82,16 @@ func (s *Signal) Start(sigs ...os.Signal) error {
 		return err
 	}
 	if s.cb == nil {
-		return fmt.Errorf("loop: signal start: %w", ErrNilCallback)
+		return nilError("signal start")
 	}
 	if len(sigs) == 0 {
-		return fmt.Errorf("loop: signal start: no signal: %w", unix.EINVAL)
+		return opError("loop: signal start: no signal", unix.EINVAL)
 	}
 	var mask uint64
 	for _, sig := range sigs {
 		n, ok := sig.(syscall.Signal)
 		if !ok || n < 1 || n > maxSignal || n == unix.SIGKILL || n == unix.SIGSTOP {
-			return fmt.Errorf("loop: signal start: cannot watch %v: %w", sig, unix.EINVAL)
+			return opError(fmt.Sprintf("loop: signal start: cannot watch %v", sig), unix.EINVAL)
 		}
 		mask |= 1 << (n - 1)
 	}
@@ -160,7 +161,7 @@ func (l *Loop) signalRelay() (*signalRelay, error) {
 	// closed: its Close ends the relay).
 	a, err := l.NewAsync(r.dispatch)
 	if err != nil {
-		return nil, fmt.Errorf("loop: signal start: %w", os.ErrClosed)
+		return nil, closedError("signal start")
 	}
 	a.Unref() // the Signals' own refs decide whether they keep Run going
 	a.SetCloseHook(r.partClosed)

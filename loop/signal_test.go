@@ -189,7 +189,7 @@ func TestSignalClosedByLoop(t *testing.T) {
 	require.ErrorIs(t, s.Start(unix.SIGUSR1), os.ErrClosed)
 	err := l.NewSignal(func(os.Signal) {}).Start(unix.SIGUSR1)
 	require.ErrorIs(t, err, os.ErrClosed, "a new Signal of a closed loop")
-	assert.Equal(t, "loop: signal start: file already closed", err.Error())
+	assert.Equal(t, "loop: signal start: closed", err.Error())
 }
 
 // TestSignalMultipleLoops (signal_multiple_loops): one signal reaches the
@@ -254,7 +254,7 @@ func TestSignalBadInput(t *testing.T) {
 	}
 	err := l.NewSignal(nil).Start(unix.SIGUSR1)
 	require.ErrorIs(t, err, loop.ErrNilCallback)
-	assert.Equal(t, "loop: signal start: loop: nil callback", err.Error())
+	assert.Equal(t, "loop: signal start: nil callback", err.Error())
 	s.Close(nil)
 	require.ErrorIs(t, s.Start(unix.SIGUSR1), os.ErrClosed)
 	run(t, l)

@@ -8,11 +8,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// noop is the callback of an AfterFunc timer given a nil fn.
+func noop() {}
+
 // Timer runs a callback once after a timeout, and then every repeat interval
 // if repeat is non-zero.
 //
 // Its due time and start order live in the loop's timer heap, not in the
-// Timer, which keeps it in the 48-byte size class.
+// Timer, which keeps it in the 48-byte size class (the registry link for
+// Walk fits in the padding of handle).
 type Timer struct {
 	handle
 	cb      func()
@@ -20,21 +24,39 @@ type Timer struct {
 	index   int32 // position in the heap, -1 when not in it
 	ready   bool  // collected as due in the current pass
 	started bool  // Start was called at least once
+	// ephemeral: made by AfterFunc, not in the loop's registry: Walk finds
+	// it in the timer heap while it is active, and a fired one the caller
+	// dropped is garbage.
+	ephemeral bool
 }
 
-// NewTimer creates a stopped timer that will run cb on the loop.
+// NewTimer creates a stopped timer that will run cb on the loop. Like every
+// handle, it belongs to the loop until closed: Walk sees it, started or
+// stopped, and the loop holds it until it (or the loop) is closed.
 func (l *Loop) NewTimer(cb func()) *Timer {
 	t := &Timer{cb: cb, index: -1}
 	t.init(l)
+	l.track(t)
 	return t
 }
 
 // AfterFunc starts a one-shot timer that runs fn after d, like
-// time.AfterFunc but on the loop. With a nil fn or negative d the returned
-// timer is not started.
+// time.AfterFunc but on the loop. As with time.AfterFunc, a negative d is
+// taken as 0: the timer fires on the next timer pass. A nil fn makes a timer
+// that fires after d and calls nothing: it keeps the loop alive until then,
+// as a sleep on the loop would (time.AfterFunc with a nil f panics when it
+// fires, which the loop never does). On a closed loop the timer returned is
+// not started (its Start says why: os.ErrClosed).
+//
+// The loop holds the timer only while it is active (see Walk): once it fired
+// or was stopped, a timer the caller dropped is garbage.
 func (l *Loop) AfterFunc(d time.Duration, fn func()) *Timer {
-	t := l.NewTimer(fn)
-	_ = t.Start(d, 0)
+	if fn == nil {
+		fn = noop
+	}
+	t := &Timer{cb: fn, index: -1, ephemeral: true}
+	t.init(l)
+	_ = t.Start(max(d, 0), 0)
 	return t
 }
 
@@ -46,14 +68,14 @@ func (t *Timer) Start(timeout, repeat time.Duration) error {
 	if err := t.errIfClosing("timer start"); err != nil {
 		return err
 	}
-	if t.loop.closed.Load() {
-		return errClosed
+	if t.loop.closed() {
+		return closedError("timer start")
 	}
 	if t.cb == nil {
-		return fmt.Errorf("loop: timer start: %w", ErrNilCallback)
+		return nilError("timer start")
 	}
 	if timeout < 0 || repeat < 0 {
-		return fmt.Errorf("loop: timer start(%v, %v): negative duration: %w", timeout, repeat, unix.EINVAL)
+		return opError(fmt.Sprintf("loop: timer start(%v, %v): negative duration", timeout, repeat), unix.EINVAL)
 	}
 	t.Stop()
 	t.started = true
@@ -87,7 +109,7 @@ func (t *Timer) Again() error {
 		return err
 	}
 	if !t.started {
-		return fmt.Errorf("loop: timer again: never started: %w", unix.EINVAL)
+		return opError("loop: timer again: never started", unix.EINVAL)
 	}
 	if t.repeat == 0 {
 		t.Stop()
@@ -97,7 +119,11 @@ func (t *Timer) Again() error {
 }
 
 // SetRepeat changes the repeat interval. It takes effect at the next re-arm;
-// a timer that is running now keeps its current due time.
+// a timer that is running now keeps its current due time. A negative d is
+// taken as 0, no repeat: SetRepeat has no error to return, and a timer that
+// stops repeating is what a negative interval can sensibly mean (as
+// time.Ticker.Reset refuses one, Start refuses a negative repeat with
+// EINVAL, where an error can be returned).
 func (t *Timer) SetRepeat(d time.Duration) {
 	if d < 0 {
 		d = 0

@@ -2,6 +2,7 @@ package loop
 
 import (
 	"fmt"
+	"math"
 
 	"golang.org/x/sys/unix"
 
@@ -19,9 +20,13 @@ type Watcher struct {
 }
 
 // Watch starts watching fd for ev and calls cb with the conditions that hold
-// each time it is ready (level-triggered unless ev has EdgeTriggered). A
-// second active watcher on the same fd is EEXIST; a descriptor epoll cannot
-// watch, such as a regular file, is EPERM; a bad one EBADF.
+// each time it is ready (level-triggered unless ev has EdgeTriggered). ev
+// must ask for at least one condition (Readable, Writable, Priority,
+// ReadHangup, Error or Hangup) and hold no bit poller does not define, or
+// the call is EINVAL. A second active watcher on the same fd is EEXIST; a
+// descriptor epoll cannot watch, such as a regular file, is EPERM; a bad
+// one, or a number outside 0..math.MaxInt32 (the kernel would take its low
+// 32 bits and watch some other descriptor), EBADF.
 //
 // Once a watcher is stopped or closed, events for it that the current
 // iteration already collected are dropped, even if the descriptor is closed
@@ -34,28 +39,36 @@ type Watcher struct {
 // that file is ready the loop polls without sleeping (dropping the stale
 // events) until the duplicate is closed too.
 func (l *Loop) Watch(fd int, ev poller.Events, cb func(poller.Events)) (*Watcher, error) {
-	if l.closed.Load() {
-		return nil, errClosed
+	if l.closed() {
+		return nil, closedError(fdOp("watch", fd))
 	}
 	if cb == nil {
-		return nil, fmt.Errorf("loop: watch fd %d: %w", fd, ErrNilCallback)
+		return nil, nilError(fdOp("watch", fd))
 	}
-	if fd < 0 {
-		return nil, fmt.Errorf("loop: watch fd %d: %w", fd, unix.EBADF)
+	if fd < 0 || fd > math.MaxInt32 {
+		return nil, opError("loop: "+fdOp("watch", fd)+": not a descriptor number", unix.EBADF)
+	}
+	if err := checkEvents("watch", fd, ev); err != nil {
+		return nil, err
 	}
 	w := &Watcher{fd: fd, events: ev, cb: cb}
-	if err := w.register(l); err != nil {
+	if err := w.register(l, "watch"); err != nil {
 		return nil, err
 	}
 	w.init(l)
+	l.track(w)
 	w.setActive(true)
 	return w, nil
 }
 
+// fdOp names operation name on descriptor fd, for an error's text: made
+// only when there is an error, so the calls allocate nothing otherwise.
+func fdOp(name string, fd int) string { return fmt.Sprintf("%s fd %d", name, fd) }
+
 // register takes a token slot and adds the descriptor to the poller.
-func (w *Watcher) register(l *Loop) error {
+func (w *Watcher) register(l *Loop, op string) error {
 	if other, ok := l.byFd[w.fd]; ok && other != w {
-		return fmt.Errorf("loop: watch fd %d: already watched: %w", w.fd, unix.EEXIST)
+		return opError("loop: "+fdOp(op, w.fd)+": already watched", unix.EEXIST)
 	}
 	var slot uint32
 	if n := len(l.freeSlots); n > 0 {
@@ -70,7 +83,7 @@ func (w *Watcher) register(l *Loop) error {
 	token := uint64(l.slotGen[slot])<<32 | uint64(slot)
 	if err := l.poller.Add(w.fd, w.events, token); err != nil {
 		l.freeSlots = append(l.freeSlots, slot)
-		return fmt.Errorf("loop: watch: %w", err)
+		return lowerError(fdOp(op, w.fd), err)
 	}
 	w.token = token
 	l.slots[slot] = w
@@ -85,14 +98,18 @@ func (w *Watcher) Fd() int { return w.fd }
 func (w *Watcher) Events() poller.Events { return w.events }
 
 // Modify changes the conditions watched. On a stopped watcher it only
-// records them for the next Start. It re-arms a OneShot watcher.
+// records them for the next Start. It re-arms a OneShot watcher. ev is
+// checked as by Watch (EINVAL).
 func (w *Watcher) Modify(ev poller.Events) error {
-	if err := w.errIfClosing("watcher modify"); err != nil {
+	if w.closing {
+		return closedError(fdOp("watcher modify", w.fd))
+	}
+	if err := checkEvents("watcher modify", w.fd, ev); err != nil {
 		return err
 	}
 	if w.active {
 		if err := w.loop.poller.Modify(w.fd, ev, w.token); err != nil {
-			return fmt.Errorf("loop: watcher: %w", err)
+			return lowerError(fdOp("watcher modify", w.fd), err)
 		}
 	}
 	w.events = ev
@@ -102,13 +119,16 @@ func (w *Watcher) Modify(ev poller.Events) error {
 // Start resumes a stopped watcher with its last events. Starting an active
 // watcher does nothing.
 func (w *Watcher) Start() error {
-	if err := w.errIfClosing("watcher start"); err != nil {
-		return err
+	if w.closing {
+		return closedError(fdOp("watcher start", w.fd))
 	}
 	if w.active {
 		return nil
 	}
-	if err := w.register(w.loop); err != nil {
+	if w.loop.closed() {
+		return closedError(fdOp("watcher start", w.fd))
+	}
+	if err := w.register(w.loop, "watcher start"); err != nil {
 		return err
 	}
 	w.setActive(true)

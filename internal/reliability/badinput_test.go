@@ -226,8 +226,12 @@ func TestBadInputLoop(t *testing.T) {
 		{"Post nil", loop.ErrNilCallback, func(t *testing.T) error { return newLoop(t).Post(nil) }},
 		{"NewAsync nil", loop.ErrNilCallback, func(t *testing.T) error { _, err := newLoop(t).NewAsync(nil); return err }},
 		{"Timer nil Start", loop.ErrNilCallback, func(t *testing.T) error { return newLoop(t).NewTimer(nil).Start(time.Millisecond, 0) }},
-		{"AfterFunc nil is not started", nil, func(t *testing.T) error {
-			require.False(t, newLoop(t).AfterFunc(time.Millisecond, nil).IsActive())
+		{"AfterFunc nil fires and calls nothing", nil, func(t *testing.T) error {
+			l := newLoop(t)
+			tm := l.AfterFunc(time.Millisecond, nil)
+			require.True(t, tm.IsActive())
+			require.NoError(t, run(t, l))
+			require.False(t, tm.IsActive())
 			return nil
 		}},
 		{"Idle nil Start", loop.ErrNilCallback, func(t *testing.T) error { return newLoop(t).NewIdle(nil).Start() }},
@@ -257,8 +261,15 @@ func TestBadInputLoop(t *testing.T) {
 		// negative durations
 		{"Timer Start negative timeout", unix.EINVAL, func(t *testing.T) error { return newLoop(t).NewTimer(noop).Start(-time.Nanosecond, 0) }},
 		{"Timer Start negative repeat", unix.EINVAL, func(t *testing.T) error { return newLoop(t).NewTimer(noop).Start(0, -time.Second) }},
-		{"AfterFunc negative is not started", nil, func(t *testing.T) error {
-			require.False(t, newLoop(t).AfterFunc(-time.Second, noop).IsActive())
+		{"AfterFunc negative fires on the next pass", nil, func(t *testing.T) error {
+			l := newLoop(t)
+			fired := false
+			tm := l.AfterFunc(-time.Second, func() { fired = true })
+			require.True(t, tm.IsActive())
+			require.Zero(t, tm.DueIn())
+			_, err := l.RunNoWait()
+			require.NoError(t, err)
+			require.True(t, fired)
 			return nil
 		}},
 		{"Timer SetRepeat negative is zero", nil, func(t *testing.T) error {
