@@ -15,7 +15,10 @@ import (
 	"github.com/eventpipe/eventpipe/internal/leakcheck"
 )
 
-func TestMain(m *testing.M) { leakcheck.Main(m) }
+func TestMain(m *testing.M) {
+	bpftest.SkipExamplesWithout("ExampleNewPerfReader", "ExampleNewRingReader")
+	leakcheck.Main(m)
+}
 
 // mapping is one line of /proc/self/maps.
 type mapping struct {

@@ -2,8 +2,10 @@ package bpftest
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"unsafe"
@@ -137,4 +139,29 @@ func OpenPerfEvent(cpu int) (int, error) {
 		return -1, fmt.Errorf("bpftest: perf_event_open on CPU %d: %w", cpu, err)
 	}
 	return fd, nil
+}
+
+// SkipExamplesWithout is for a TestMain, before m.Run: examples cannot call
+// t.Skip, so when BPF is unavailable here it adds the named examples (or
+// tests) to -test.skip and says so on stderr. With EVENTPIPE_REQUIRE_BPF=1,
+// or when the probe failed for an unexpected reason, it skips nothing and
+// the examples fail, as Require would make a test fail.
+func SkipExamplesWithout(names ...string) {
+	err := Available()
+	if err == nil || !errors.Is(err, ErrUnavailable) || os.Getenv(RequireEnv) == "1" || len(names) == 0 {
+		return
+	}
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	pattern := "^(" + strings.Join(names, "|") + ")$"
+	if f := flag.Lookup("test.skip"); f != nil {
+		if old := f.Value.String(); old != "" {
+			pattern = old + "|" + pattern
+		}
+		if f.Value.Set(pattern) == nil {
+			fmt.Fprintf(os.Stderr, "bpftest: skipping %s, which need BPF and perf events (root, or CAP_BPF+CAP_PERFMON): %v\n",
+				strings.Join(names, ", "), err)
+		}
+	}
 }
