@@ -425,10 +425,10 @@ func (c *Conn) AsyncWrite(p []byte, done func(err error)) error {
 		a.mu.Unlock()
 		return errClosed("async write")
 	}
-	if q := int(a.queued.Load()); q+a.pending+len(p) > c.maxQueued {
+	if q := int(a.queued.Load()) + a.pending; q+len(p) > c.maxQueued {
 		a.mu.Unlock()
 		return fmt.Errorf("stream: async write: %d bytes on top of %d queued pass WithMaxQueued(%d): %w",
-			len(p), q+a.pending, c.maxQueued, unix.ENOBUFS)
+			len(p), q, c.maxQueued, unix.ENOBUFS)
 	}
 	a.items = append(a.items, asyncReq{p, done})
 	a.pending += len(p)
