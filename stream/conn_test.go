@@ -785,26 +785,43 @@ func TestPauseResume(t *testing.T) {
 	require.Equal(t, []string{"abc", "abc"}, deliveries)
 }
 
-// A loop that closes its handles (here its Close) ends a connection and a
-// listener: descriptors closed, OnClose once with os.ErrClosed.
+// A loop that closes its handles (here its Close) ends connections (one
+// with an idle timer too), a dial in progress and a listener: descriptors
+// closed, OnClose (or onConnect) once with os.ErrClosed.
 func TestLoopClosesConn(t *testing.T) {
 	l := newLoop(t)
-	var cc closes
+	var cc, idle closes
+	n := 0
 	ln, err := stream.Listen(l, "tcp", "127.0.0.1:0", func(c *stream.Conn) {
-		cc.watch(c)
 		c.OnData(func(_ *stream.Conn, d []byte) int { return len(d) })
+		if n++; n == 1 {
+			cc.watch(c)
+			return
+		}
+		idle.watch(c)
+		c.SetIdleTimeout(time.Hour) // its timer is closed before its watcher
 		l.Stop()
 	})
 	require.NoError(t, err)
 	conn := goDial(t, ln)
 	defer conn.Close()
+	conn2 := goDial(t, ln)
+	defer conn2.Close()
 	run(t, l)
 	require.Zero(t, cc.n)
-	lnClosed := false
-	_ = lnClosed
+	connected := 0
+	var dialErr error
+	require.NoError(t, stream.Dial(l, "tcp", ln.Addr().String(), func(c *stream.Conn, err error) {
+		connected++
+		dialErr = err
+	}))
 	require.NoError(t, l.Close())
 	require.Equal(t, 1, cc.n)
 	require.ErrorIs(t, cc.err, os.ErrClosed)
+	require.Equal(t, 1, idle.n)
+	require.ErrorIs(t, idle.err, os.ErrClosed)
+	require.Equal(t, 1, connected, "a dial in progress is told")
+	require.ErrorIs(t, dialErr, os.ErrClosed)
 	require.True(t, ln.IsClosing())
 	_, err = conn.Read(make([]byte, 1))
 	require.ErrorIs(t, err, io.EOF, "the loop's Close closed the socket")

@@ -1,11 +1,15 @@
 package stream
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/eventpipe/eventpipe/loop"
 )
 
 // The write queue follows libuv's uv_stream_t: a write goes to the kernel at
@@ -436,12 +440,19 @@ func (c *Conn) AsyncWrite(p []byte, done func(err error)) error {
 	a.posted = true
 	a.mu.Unlock()
 	if post {
-		// A failed Post means the loop is closing: its Close closes this
-		// connection too, and finish gives done its error.
-		_ = c.l.Post(a.flushFn)
+		// A Post refused for os.ErrClosed means the loop is closing: its
+		// Close closes this connection too, and finish gives done its
+		// error. One refused by a queue limit goes by the loop's shared
+		// wakeup instead, which is never refused.
+		if err := postFlush(c.l, a.flushFn); err != nil && !errors.Is(err, os.ErrClosed) {
+			c.ls.wakeFor(c)
+		}
 	}
 	return nil
 }
+
+// postFlush posts AsyncWrite's flush; a variable so a test can refuse it.
+var postFlush = (*loop.Loop).Post
 
 // asyncFlush moves AsyncWrite's buffers into the write queue, on the loop.
 func (c *Conn) asyncFlush() {
