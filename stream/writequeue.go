@@ -260,8 +260,16 @@ func (c *Conn) advance(n int) {
 		c.q[c.head] = wreq{}
 		c.head++
 	}
-	if c.head == len(c.q) {
+	switch {
+	case c.head == len(c.q):
 		c.q = c.q[:0]
+		c.head = 0
+	case c.head >= 64 && c.head >= len(c.q)/2:
+		// A queue that never empties would otherwise grow behind its
+		// head for ever.
+		k := copy(c.q, c.q[c.head:])
+		clear(c.q[k:])
+		c.q = c.q[:k]
 		c.head = 0
 	}
 }
