@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -139,7 +140,8 @@ func TestOpen(t *testing.T) {
 	})
 }
 
-// A refused connect reaches onConnect as (nil, ECONNREFUSED), later.
+// A refused connect reaches onConnect as (nil, ECONNREFUSED), later; a
+// missing Unix socket as (nil, ENOENT).
 func TestDialRefused(t *testing.T) {
 	l := newLoop(t)
 	gl, err := net.Listen("tcp", "127.0.0.1:0")
@@ -154,9 +156,16 @@ func TestDialRefused(t *testing.T) {
 		require.Contains(t, err.Error(), "stream: dial tcp "+addr+": connect:")
 	})
 	require.NoError(t, err)
+	missing := filepath.Join(t.TempDir(), "nobody")
+	err = stream.Dial(l, "unix", missing, func(c *stream.Conn, err error) {
+		calls++
+		require.Nil(t, c)
+		require.ErrorIs(t, err, unix.ENOENT)
+	})
+	require.NoError(t, err)
 	require.Zero(t, calls, "onConnect ran inside Dial")
 	run(t, l)
-	require.Equal(t, 1, calls)
+	require.Equal(t, 2, calls)
 }
 
 // A host name is resolved on the loop's worker pool and connects.
@@ -529,6 +538,10 @@ func TestAsyncWriteBounded(t *testing.T) {
 	ln, err := stream.Listen(l, "tcp", "127.0.0.1:0", func(c *stream.Conn) {
 		ln.Close(nil)
 		c.OnData(func(_ *stream.Conn, d []byte) int { return len(d) }) // keeps the loop running
+		for c.Buffered() == 0 { // fill the kernel's buffers: from now on writes queue
+			_, err := c.Write(make([]byte, 16<<10))
+			require.NoError(t, err)
+		}
 		go func() {
 			p := make([]byte, 4<<10)
 			for range 64 { // 256 KiB, four times the limit, before the loop takes any
