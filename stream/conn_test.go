@@ -538,7 +538,8 @@ func TestAsyncWriteBounded(t *testing.T) {
 	ln, err := stream.Listen(l, "tcp", "127.0.0.1:0", func(c *stream.Conn) {
 		ln.Close(nil)
 		c.OnData(func(_ *stream.Conn, d []byte) int { return len(d) }) // keeps the loop running
-		for c.Buffered() == 0 {                                        // fill the kernel's buffers: from now on writes queue
+		// Fill the kernel's buffers: from now on writes queue.
+		for c.Buffered() == 0 {
 			_, err := c.Write(make([]byte, 16<<10))
 			require.NoError(t, err)
 		}
