@@ -121,7 +121,7 @@ func TestManyConnections(t *testing.T) {
 	}()
 	run(t, l)
 	res := <-result
-	t.Logf("figures: %d connections open at once on one loop, each echoed once; child: %s; listener %+v; Go heap per idle connection %.0f bytes (race detector on)",
+	t.Logf("figures: %d connections open at once on one loop, each echoed once; child: %s; listener %+v; Go heap per idle connection %.0f bytes",
 		maxOpen, res, ln.Stats(), perConn)
 	require.Equal(t, fmt.Sprintf("connected %d echoed %d closed %d", manyConns, manyConns, manyConns), res)
 	require.Equal(t, manyConns, served)

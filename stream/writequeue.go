@@ -123,6 +123,10 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// copyChunk is the smallest copy buffer Write allocates: later small
+// writes append to it while it has room.
+const copyChunk = 32 << 10
+
 // enqueueCopy queues a copy of p, in the tail copy buffer if it has room.
 func (c *Conn) enqueueCopy(p []byte) {
 	if k := len(c.q); k > c.head {
@@ -138,7 +142,7 @@ func (c *Conn) enqueueCopy(p []byte) {
 	if cap(c.spare) >= len(p) {
 		b, c.spare = c.spare[:0], nil
 	} else {
-		b = make([]byte, 0, max(len(p), 4096))
+		b = make([]byte, 0, max(len(p), copyChunk))
 	}
 	b = append(b, p...)
 	c.q = append(c.q, wreq{buf: b, size: len(p), base: b, owned: true})
@@ -264,6 +268,7 @@ func (c *Conn) advance(n int) {
 	case c.head == len(c.q):
 		c.q = c.q[:0]
 		c.head = 0
+		c.spare = nil // an idle connection keeps no copy buffer
 	case c.head >= 64 && c.head >= len(c.q)/2:
 		// A queue that never empties would otherwise grow behind its
 		// head for ever.
