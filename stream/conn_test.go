@@ -186,7 +186,7 @@ func TestDialHostName(t *testing.T) {
 			return len(data)
 		})
 		_, _ = c.Write([]byte("x"))
-	})
+	}, stream.WithDialTimeout(guard)) // a timeout that does not pass: its timer must not keep the loop
 	require.NoError(t, err)
 	run(t, l)
 	require.Equal(t, "x", got)
@@ -863,4 +863,44 @@ func TestListenAllAddresses(t *testing.T) {
 	run(t, l)
 	require.Equal(t, 3, served)
 	require.Equal(t, 3, echoed)
+}
+
+// WithDialTimeout ends a connect that does not finish: a listener whose
+// accept queue is full makes the kernel drop further SYNs, so the connect
+// hangs, and onConnect gets os.ErrDeadlineExceeded (and ETIMEDOUT).
+func TestDialTimeout(t *testing.T) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	defer unix.Close(fd)
+	require.NoError(t, unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	require.NoError(t, unix.Listen(fd, 0))
+	sa, err := unix.Getsockname(fd)
+	require.NoError(t, err)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*unix.SockaddrInet4).Port))
+	// Fill the accept queue until a connect no longer completes.
+	full := false
+	for range 8 {
+		c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
+		if err != nil {
+			full = true
+			break
+		}
+		defer c.Close()
+	}
+	if !full {
+		t.Skip("the kernel completed every connect: cannot make one hang here")
+	}
+	l := newLoop(t)
+	calls := 0
+	var got error
+	require.NoError(t, stream.Dial(l, "tcp", addr, func(c *stream.Conn, err error) {
+		calls++
+		got = err
+		require.Nil(t, c)
+	}, stream.WithDialTimeout(100*time.Millisecond)))
+	run(t, l)
+	require.Equal(t, 1, calls)
+	require.ErrorIs(t, got, os.ErrDeadlineExceeded)
+	require.ErrorIs(t, got, unix.ETIMEDOUT)
+	require.Contains(t, got.Error(), "stream: dial tcp "+addr+": after 100ms: ")
 }

@@ -19,6 +19,8 @@ type dialState struct {
 	sas       []unix.Sockaddr
 	onConnect func(c *Conn, err error)
 	lastErr   error
+	conn      *Conn       // the attempt in progress
+	timer     *loop.Timer // WithDialTimeout
 }
 
 // Dial connects to address on network ("tcp", "tcp4", "tcp6" or "unix")
@@ -45,8 +47,16 @@ func Dial(l *loop.Loop, network, address string, onConnect func(c *Conn, err err
 		return fmt.Errorf("stream: %s: %w", op, err)
 	}
 	d := &dialState{l: l, op: op, network: network, cfg: cfg, sas: t.sas, onConnect: onConnect}
+	if cfg.dialTimeout > 0 {
+		d.timer = l.NewTimer(d.timedOut)
+		d.timer.Unref() // the attempt itself keeps the loop alive
+		if err := d.timer.Start(cfg.dialTimeout, 0); err != nil {
+			return fmt.Errorf("stream: %s: %w", op, err)
+		}
+	}
 	if t.sas != nil {
 		if err := l.Post(d.next); err != nil {
+			d.stopTimer()
 			return fmt.Errorf("stream: %s: %w", op, err)
 		}
 		return nil
@@ -56,6 +66,9 @@ func Dial(l *loop.Loop, network, address string, onConnect func(c *Conn, err err
 	_, err = l.QueueWork(func() {
 		sas, rerr = resolve(context.Background(), network, t)
 	}, func(err error) {
+		if d.onConnect == nil {
+			return // timed out meanwhile
+		}
 		if err == nil {
 			err = rerr
 		}
@@ -67,13 +80,41 @@ func Dial(l *loop.Loop, network, address string, onConnect func(c *Conn, err err
 		d.next()
 	})
 	if err != nil {
+		d.stopTimer()
 		return fmt.Errorf("stream: %s: %w", op, err)
 	}
 	return nil
 }
 
+// errDialTimeout is what a Dial past WithDialTimeout gets.
+var errDialTimeout = fmt.Errorf("%w (%w)", os.ErrDeadlineExceeded, unix.ETIMEDOUT)
+
+// timedOut ends the Dial when WithDialTimeout passes first.
+func (d *dialState) timedOut() {
+	if d.onConnect == nil {
+		return
+	}
+	if c := d.conn; c != nil {
+		d.conn = nil
+		c.dial = nil // abandoned quietly
+		c.end(nil)
+	}
+	d.sas = nil
+	d.report(nil, fmt.Errorf("stream: %s: after %v: %w", d.op, d.cfg.dialTimeout, errDialTimeout))
+}
+
+func (d *dialState) stopTimer() {
+	if d.timer != nil {
+		d.timer.Close(nil)
+		d.timer = nil
+	}
+}
+
 // next starts connecting to the next address, or reports the last error.
 func (d *dialState) next() {
+	if d.onConnect == nil {
+		return // timed out before it started
+	}
 	for len(d.sas) > 0 {
 		sa := d.sas[0]
 		d.sas = d.sas[1:]
@@ -88,10 +129,12 @@ func (d *dialState) next() {
 			d.lastErr = os.NewSyscallError("connect", err)
 			continue
 		}
-		if _, err := newConn(d.l, fd, &d.cfg, sa, d); err != nil {
+		c, err := newConn(d.l, fd, &d.cfg, sa, d)
+		if err != nil {
 			d.lastErr = err
 			continue
 		}
+		d.conn = c
 		return // connected() or failed() goes on
 	}
 	err := d.lastErr
@@ -102,6 +145,7 @@ func (d *dialState) next() {
 }
 
 func (d *dialState) report(c *Conn, err error) {
+	d.stopTimer()
 	if fn := d.onConnect; fn != nil {
 		d.onConnect = nil
 		fn(c, err)
@@ -112,6 +156,7 @@ func (d *dialState) report(c *Conn, err error) {
 // finished, one way or the other.
 func (c *Conn) connected() {
 	d := c.dial
+	d.conn = nil
 	if err := soError(c.fd); err != nil {
 		d.lastErr = os.NewSyscallError("connect", err)
 		c.dial = nil // abandoned quietly: the next address is tried now
@@ -130,6 +175,7 @@ func (c *Conn) connected() {
 // failed runs when a connecting connection was closed before it connected
 // (by the loop: Walk, Shutdown, Close).
 func (d *dialState) failed() {
+	d.conn = nil
 	d.sas = nil
 	d.report(nil, fmt.Errorf("stream: %s: closed by its loop: %w", d.op, os.ErrClosed))
 }

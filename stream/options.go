@@ -63,6 +63,7 @@ type config struct {
 	highWater   int
 	maxQueued   int
 	idle        time.Duration
+	dialTimeout time.Duration
 	balance     Balance
 }
 
@@ -204,6 +205,21 @@ func WithIdleTimeout(d time.Duration) Option {
 			return fmt.Errorf("WithIdleTimeout(%v): negative duration: %w", d, unix.EINVAL)
 		}
 		c.idle = d
+		return nil
+	}
+}
+
+// WithDialTimeout bounds a Dial, name resolution and the connects to each
+// address together: when d passes first, onConnect gets an error wrapping
+// os.ErrDeadlineExceeded and unix.ETIMEDOUT. 0 (the default) leaves the
+// bound to the kernel (its SYN retries, about two minutes). Listen and
+// Open accept and ignore it.
+func WithDialTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("WithDialTimeout(%v): negative duration: %w", d, unix.EINVAL)
+		}
+		c.dialTimeout = d
 		return nil
 	}
 }

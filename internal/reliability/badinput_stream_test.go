@@ -95,6 +95,9 @@ func TestBadInputStream(t *testing.T) {
 		{"WithMaxBuffered(0)", unix.EINVAL, func(t *testing.T) error { return listenTCP(l, stream.WithMaxBuffered(0)) }},
 		{"WithHighWater(-5)", unix.EINVAL, func(t *testing.T) error { return listenTCP(l, stream.WithHighWater(-5)) }},
 		{"WithMaxQueued(0)", unix.EINVAL, func(t *testing.T) error { return listenTCP(l, stream.WithMaxQueued(0)) }},
+		{"WithDialTimeout(-1s)", unix.EINVAL, func(t *testing.T) error {
+			return stream.Dial(l, "tcp", "127.0.0.1:1", noopConnect, stream.WithDialTimeout(-time.Second))
+		}},
 		{"WithIdleTimeout(-1s)", unix.EINVAL, func(t *testing.T) error { return listenTCP(l, stream.WithIdleTimeout(-time.Second)) }},
 		{"WithKeepAlive(0, 1s, 3)", unix.EINVAL, func(t *testing.T) error {
 			return listenTCP(l, stream.WithKeepAlive(0, time.Second, 3))
@@ -106,7 +109,8 @@ func TestBadInputStream(t *testing.T) {
 		{"good options", nil, func(t *testing.T) error {
 			return listenTCP(l, stream.WithReusePort(), stream.WithBacklog(8), stream.WithNoDelay(false),
 				stream.WithKeepAlive(time.Second, time.Second, 3), stream.WithReadBuffer(1), stream.WithMaxBuffered(1),
-				stream.WithHighWater(1), stream.WithMaxQueued(1), stream.WithIdleTimeout(0), stream.WithBalance(stream.RoundRobin))
+				stream.WithHighWater(1), stream.WithMaxQueued(1), stream.WithIdleTimeout(0), stream.WithDialTimeout(0),
+				stream.WithBalance(stream.RoundRobin))
 		}},
 
 		{"Dial nil loop", unix.EINVAL, func(t *testing.T) error { return stream.Dial(nil, "tcp", "127.0.0.1:1", noopConnect) }},
