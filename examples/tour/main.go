@@ -1,7 +1,7 @@
 // Command tour is eventpipe's demo: one loop that runs a repeating timer,
-// watches a socket, takes tasks posted from many goroutines, wakes on an
-// async handle and offloads blocking work to its worker pool, then prints
-// what happened and checks that nothing was lost. Where it may (root with
+// serves a TCP socket (package stream), takes tasks posted from many
+// goroutines, wakes on an async handle and offloads blocking work to its
+// worker pool, then prints what happened and checks that nothing was lost. Where it may (root with
 // CAP_BPF and CAP_PERFMON), it then reads real BPF output through a loop:
 // records the kernel writes into a perf event array and a BPF ring buffer.
 //
@@ -11,14 +11,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/eventpipe/eventpipe/loop"
-	"github.com/eventpipe/eventpipe/poller"
+	"github.com/eventpipe/eventpipe/stream"
 )
 
 func main() {
@@ -51,28 +51,40 @@ func tour() error {
 		return err
 	}
 
-	// 2. A watched socket: the other end is written from another goroutine.
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fds[0])
-	defer unix.Close(fds[1])
+	// 2. A socket: a TCP listener on the loop (package stream); a client
+	//    on another goroutine sends a greeting, the loop echoes it back.
 	received := 0
-	var sock *loop.Watcher
-	sock, err = l.Watch(fds[0], poller.Readable, func(ev poller.Events) {
-		buf := make([]byte, 64)
-		n, _ := unix.Read(fds[0], buf)
-		received += n
-		fmt.Printf("%s socket %v: read %q\n", at(), ev, buf[:n])
-		sock.Close(func() { fmt.Printf("%s socket watcher closed\n", at()) })
+	var ln *stream.Listener
+	ln, err = stream.Listen(l, "tcp", "127.0.0.1:0", func(c *stream.Conn) {
+		ln.Close(func() { fmt.Printf("%s listener closed\n", at()) })
+		c.OnData(func(c *stream.Conn, data []byte) int {
+			received += len(data)
+			fmt.Printf("%s socket: read %q, echoing it\n", at(), data)
+			c.Write(data)
+			return len(data)
+		})
+		c.OnClose(func(_ *stream.Conn, err error) { fmt.Printf("%s socket closed: %v\n", at(), err) })
 	})
 	if err != nil {
 		return err
 	}
+	echoed := make(chan string, 1)
 	go func() {
 		time.Sleep(3 * time.Millisecond)
-		unix.Write(fds[1], []byte("hello, loop"))
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			echoed <- err.Error()
+			return
+		}
+		defer conn.Close()
+		conn.Write([]byte("hello, loop"))
+		buf := make([]byte, len("hello, loop"))
+		_, err = io.ReadFull(conn, buf)
+		if err != nil {
+			echoed <- err.Error()
+			return
+		}
+		echoed <- string(buf)
 	}()
 
 	// 3. Tasks posted from many goroutines. Tasks run on the loop, so the
@@ -142,13 +154,14 @@ func tour() error {
 	st := l.Stats()
 	fmt.Printf("\nloop ended at %s\n", at())
 	fmt.Printf("timer ticks:      %d\n", ticks)
-	fmt.Printf("socket bytes:     %d\n", received)
+	echo := <-echoed
+	fmt.Printf("socket bytes:     %d, echoed back: %q\n", received, echo)
 	fmt.Printf("tasks posted:     %d, run: %d\n", producers*perProducer, tasksRun)
 	fmt.Printf("async sends:      %d, callbacks: %d (coalesced)\n", sends, asyncCalls)
 	fmt.Printf("loop iterations:  %d, io events: %d, wakeup writes: %d\n",
 		st.Iterations, st.EventsDispatched, st.WakeupWrites)
 
-	if ticks != 4 || received != len("hello, loop") || tasksRun != producers*perProducer || asyncCalls == 0 {
+	if ticks != 4 || received != len("hello, loop") || echo != "hello, loop" || tasksRun != producers*perProducer || asyncCalls == 0 {
 		return fmt.Errorf("something was lost")
 	}
 	fmt.Println("nothing lost.")

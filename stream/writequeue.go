@@ -1,0 +1,493 @@
+package stream
+
+import (
+	"fmt"
+	"io"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The write queue follows libuv's uv_stream_t: a write goes to the kernel at
+// once when nothing is queued; what the kernel does not take waits, in
+// order, in a FIFO of requests that the connection sends, several
+// requests per sendmsg (up to maxIov buffers), whenever the socket is
+// writable. Write copies what waits (appending to the previous copy when it
+// has room); Writev and AsyncWrite queue the caller's buffers themselves.
+// A request's done callback runs once all its bytes were taken by the
+// kernel, or when the connection closes first, never inside the call that
+// queued it: completions wait in a list run from the loop (a posted task,
+// or the end of the writability callback).
+
+// wreq is one queued request: buf, or the buffers bufs with bufs[0]
+// started at off.
+type wreq struct {
+	buf   []byte
+	bufs  [][]byte
+	off   int
+	size  int // bytes not yet taken by the kernel
+	done  func(error)
+	base  []byte // the whole copy buffer of a Write, for reuse
+	owned bool
+}
+
+type completion struct {
+	done func(error)
+	err  error
+}
+
+type writeQueue struct {
+	q              []wreq
+	head           int
+	queued         int
+	spare          []byte
+	completed      []completion
+	complPosted    bool
+	completing     bool
+	shutReq        bool // Shutdown called
+	shutDone       bool // FIN sent
+	shutCb         func(error)
+	endAfterFlush  bool // the peer ended and there is no OnEnd
+	runCompletedFn func()
+}
+
+func (c *Conn) queuedLen() int { return len(c.q) - c.head }
+
+// Buffered returns the bytes queued and not yet taken by the kernel.
+func (c *Conn) Buffered() int { return c.queued }
+
+// Writable reports whether the queued output is at most the high-water mark
+// (WithHighWater) and the connection still accepts writes.
+func (c *Conn) Writable() bool {
+	return !c.closing && !c.shutReq && c.queued <= c.highWater
+}
+
+// OnDrain sets the function called each time the write queue becomes empty
+// (after the done callbacks of the last requests).
+func (c *Conn) OnDrain(fn func(c *Conn)) { c.onDrain = fn }
+
+func (c *Conn) addQueued(n int) {
+	c.queued += n
+	c.async.queued.Store(int64(c.queued))
+}
+
+func (c *Conn) writeCheck(op string, n int) error {
+	switch {
+	case c.closing:
+		return errClosed(op)
+	case c.shutReq:
+		return fmt.Errorf("stream: %s: after Shutdown: %w", op, unix.EPIPE)
+	case c.queued+n > c.maxQueued:
+		return fmt.Errorf("stream: %s: %d bytes on top of %d queued pass WithMaxQueued(%d): %w",
+			op, n, c.queued, c.maxQueued, unix.ENOBUFS)
+	}
+	return nil
+}
+
+// Write writes p: at once when nothing is queued, and whatever the kernel
+// did not take is copied into the write queue, so it never blocks and p
+// is free again when it returns. It returns len(p) unless it fails: after
+// Close or Shutdown, past WithMaxQueued (unix.ENOBUFS; nothing is written
+// or queued), or when the kernel refuses the write, which also ends the
+// connection (OnClose gets the same error). A Write the kernel takes whole
+// allocates nothing.
+func (c *Conn) Write(p []byte) (int, error) {
+	if err := c.writeCheck("write", len(p)); err != nil {
+		return 0, err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n := 0
+	if c.queuedLen() == 0 {
+		var err error
+		n, err = send(c.fd, p)
+		if err != nil && err != unix.EAGAIN {
+			e := fmt.Errorf("stream: write: %w", err)
+			c.end(e)
+			return 0, e
+		}
+		if n > 0 {
+			c.touch()
+		}
+		if n == len(p) {
+			return n, nil
+		}
+	}
+	c.enqueueCopy(p[n:])
+	c.updateInterest()
+	return len(p), nil
+}
+
+// enqueueCopy queues a copy of p, in the tail copy buffer if it has room.
+func (c *Conn) enqueueCopy(p []byte) {
+	if k := len(c.q); k > c.head {
+		t := &c.q[k-1]
+		if t.owned && t.done == nil && cap(t.buf)-len(t.buf) >= len(p) {
+			t.buf = append(t.buf, p...)
+			t.size += len(p)
+			c.addQueued(len(p))
+			return
+		}
+	}
+	var b []byte
+	if cap(c.spare) >= len(p) {
+		b, c.spare = c.spare[:0], nil
+	} else {
+		b = make([]byte, 0, max(len(p), 4096))
+	}
+	b = append(b, p...)
+	c.q = append(c.q, wreq{buf: b, size: len(p), base: b, owned: true})
+	c.addQueued(len(p))
+}
+
+// Writev queues bufs without copying them: the buffers (and the slice
+// holding them) must stay untouched until done runs, once, with nil after
+// the kernel has taken every byte, or with the error that ended the
+// connection first (wrapping os.ErrClosed after Close). done never runs
+// inside Writev; it may be nil. An error returned by Writev (closed,
+// after Shutdown, past WithMaxQueued with unix.ENOBUFS, or a kernel error,
+// which also ends the connection) means nothing was queued and done will
+// not run.
+func (c *Conn) Writev(bufs [][]byte, done func(err error)) error {
+	total := 0
+	for _, b := range bufs {
+		total += len(b)
+	}
+	if err := c.writeCheck("writev", total); err != nil {
+		return err
+	}
+	r := wreq{bufs: bufs, size: total, done: done}
+	if c.queuedLen() == 0 && total > 0 {
+		iov := c.ls.iovs()
+		iov = appendIov(iov, &r)
+		n, err := sendv(c.fd, iov)
+		if err != nil && err != unix.EAGAIN {
+			e := fmt.Errorf("stream: writev: %w", err)
+			c.end(e)
+			return e
+		}
+		if n > 0 {
+			c.touch()
+			r.consume(n)
+		}
+	}
+	if r.size == 0 {
+		if done != nil {
+			c.completed = append(c.completed, completion{done, nil})
+			c.postCompleted()
+		}
+		return nil
+	}
+	c.q = append(c.q, r)
+	c.addQueued(r.size)
+	c.updateInterest()
+	return nil
+}
+
+// appendIov adds r's remaining buffers to iov, up to maxIov entries.
+func appendIov(iov []unix.Iovec, r *wreq) []unix.Iovec {
+	add := func(b []byte) bool {
+		if len(b) == 0 {
+			return true
+		}
+		if len(iov) == maxIov {
+			return false
+		}
+		v := unix.Iovec{Base: (*byte)(unsafe.Pointer(&b[0]))}
+		v.SetLen(len(b))
+		iov = append(iov, v)
+		return true
+	}
+	if r.bufs == nil {
+		add(r.buf)
+		return iov
+	}
+	for i, b := range r.bufs {
+		if i == 0 {
+			b = b[r.off:]
+		}
+		if !add(b) {
+			break
+		}
+	}
+	return iov
+}
+
+// consume marks n of r's bytes as taken.
+func (r *wreq) consume(n int) {
+	r.size -= n
+	if r.bufs == nil {
+		r.buf = r.buf[n:]
+		return
+	}
+	for n > 0 {
+		left := len(r.bufs[0]) - r.off
+		if n < left {
+			r.off += n
+			return
+		}
+		n -= left
+		r.bufs = r.bufs[1:]
+		r.off = 0
+	}
+	for len(r.bufs) > 0 && len(r.bufs[0]) == r.off {
+		r.bufs = r.bufs[1:]
+		r.off = 0
+	}
+}
+
+// advance removes n bytes taken by the kernel from the front of the queue.
+func (c *Conn) advance(n int) {
+	c.addQueued(-n)
+	for n > 0 && c.head < len(c.q) {
+		r := &c.q[c.head]
+		if n < r.size {
+			r.consume(n)
+			return
+		}
+		n -= r.size
+		if r.done != nil {
+			c.completed = append(c.completed, completion{r.done, nil})
+		}
+		if r.owned && cap(r.base) <= maxSpare && cap(r.base) > cap(c.spare) {
+			c.spare = r.base[:0]
+		}
+		c.q[c.head] = wreq{}
+		c.head++
+	}
+	if c.head == len(c.q) {
+		c.q = c.q[:0]
+		c.head = 0
+	}
+}
+
+// flush sends queued requests while the kernel takes them.
+func (c *Conn) flush() {
+	had := c.queuedLen() > 0
+	for range maxWritesPerEvent {
+		if c.queuedLen() == 0 {
+			break
+		}
+		iov := c.ls.iovs()
+		for i := c.head; i < len(c.q) && len(iov) < maxIov; i++ {
+			iov = appendIov(iov, &c.q[i])
+		}
+		total := 0
+		for _, v := range iov {
+			total += int(v.Len)
+		}
+		n, err := sendv(c.fd, iov)
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil {
+			c.end(fmt.Errorf("stream: write: %w", err))
+			return
+		}
+		if n > 0 {
+			c.touch()
+		}
+		c.advance(n)
+		if n < total {
+			break
+		}
+	}
+	empty := had && c.queuedLen() == 0
+	c.updateInterest()
+	if empty && c.shutReq && !c.shutDone {
+		c.doShutdown()
+	}
+	c.runCompleted()
+	if c.closing || !empty || c.queuedLen() > 0 {
+		return
+	}
+	if c.endAfterFlush {
+		c.end(io.EOF)
+		return
+	}
+	if fn := c.onDrain; fn != nil {
+		fn(c)
+	}
+}
+
+// Shutdown half-closes the connection (a FIN, shutdown(SHUT_WR)) once the
+// write queue has been flushed; reading goes on. cb (which may be nil) runs
+// afterwards on the loop, never inside the call: with nil once the FIN is
+// sent, or with the error that prevented it (wrapping os.ErrClosed if the
+// connection closed first, unix.ENOTCONN for a second Shutdown). Writes
+// after Shutdown fail with unix.EPIPE.
+func (c *Conn) Shutdown(cb func(err error)) {
+	var err error
+	switch {
+	case c.closing:
+		err = errClosed("shutdown")
+	case c.shutReq:
+		err = fmt.Errorf("stream: shutdown: already shut down: %w", unix.ENOTCONN)
+	}
+	if err != nil {
+		if cb != nil {
+			c.completed = append(c.completed, completion{cb, err})
+			c.postCompleted()
+		}
+		return
+	}
+	c.shutReq = true
+	c.shutCb = cb
+	if c.queuedLen() == 0 {
+		c.doShutdown()
+		c.postCompleted()
+	}
+}
+
+func (c *Conn) doShutdown() {
+	c.shutDone = true
+	var err error
+	if e := unix.Shutdown(c.fd, unix.SHUT_WR); e != nil {
+		err = fmt.Errorf("stream: shutdown: %w", e)
+	}
+	if cb := c.shutCb; cb != nil {
+		c.shutCb = nil
+		c.completed = append(c.completed, completion{cb, err})
+	}
+	if err != nil {
+		c.end(err)
+	}
+}
+
+// postCompleted makes the loop run the completions soon.
+func (c *Conn) postCompleted() {
+	if c.complPosted || len(c.completed) == 0 {
+		return
+	}
+	c.complPosted = true
+	if err := c.l.Post(c.runCompletedFn); err != nil {
+		// The loop is closed: there is no later to run them in.
+		c.complPosted = false
+		c.runCompleted()
+	}
+}
+
+func (c *Conn) runCompletedTask() {
+	c.complPosted = false
+	c.runCompleted()
+}
+
+// runCompleted runs the done callbacks due, in order; those added by a
+// callback run in the same pass.
+func (c *Conn) runCompleted() {
+	if c.completing {
+		return
+	}
+	c.completing = true
+	defer func() { c.completing = false }()
+	for i := 0; i < len(c.completed); i++ {
+		cm := c.completed[i]
+		c.completed[i] = completion{}
+		if cm.done != nil {
+			cm.done(cm.err)
+		}
+	}
+	c.completed = c.completed[:0]
+}
+
+// failQueued ends every queued request with err.
+func (c *Conn) failQueued(err error) {
+	for i := c.head; i < len(c.q); i++ {
+		if d := c.q[i].done; d != nil {
+			c.completed = append(c.completed, completion{d, err})
+		}
+		c.q[i] = wreq{}
+	}
+	c.q, c.head, c.spare = nil, 0, nil
+	c.addQueued(-c.queued)
+}
+
+// AsyncWrite queues p for writing from any goroutine: the loop takes it
+// soon (many AsyncWrites share one posted task), after the requests queued
+// before it, and p's bytes go out contiguously, never interleaved with
+// another write. p is not copied: it must stay untouched until done runs
+// (with nil once the kernel has taken it all, or with the error that
+// ended the connection first); with a nil done, p is the connection's for
+// good.
+//
+// It is bounded as Write is: when the bytes already queued plus those
+// waiting for the loop plus len(p) pass WithMaxQueued, AsyncWrite fails at
+// once with an error wrapping unix.ENOBUFS and queues nothing; the check
+// uses the queue size the loop last published, so when the loop finds
+// less room than that when it takes p, p is not queued and done gets the
+// ENOBUFS error. After Close, AsyncWrite returns an error wrapping
+// os.ErrClosed. When AsyncWrite returns an error, done never runs.
+func (c *Conn) AsyncWrite(p []byte, done func(err error)) error {
+	a := &c.async
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return errClosed("async write")
+	}
+	if q := int(a.queued.Load()) + a.pending; q+len(p) > c.maxQueued {
+		a.mu.Unlock()
+		return fmt.Errorf("stream: async write: %d bytes on top of %d queued pass WithMaxQueued(%d): %w",
+			len(p), q, c.maxQueued, unix.ENOBUFS)
+	}
+	a.items = append(a.items, asyncReq{p, done})
+	a.pending += len(p)
+	post := !a.posted
+	a.posted = true
+	a.mu.Unlock()
+	if post {
+		// A failed Post means the loop is closing: its Close closes this
+		// connection too, and finish gives done its error.
+		_ = c.l.Post(a.flushFn)
+	}
+	return nil
+}
+
+// asyncFlush moves AsyncWrite's buffers into the write queue, on the loop.
+func (c *Conn) asyncFlush() {
+	a := &c.async
+	a.mu.Lock()
+	items := a.items
+	a.items, a.spare = a.spare[:0], nil
+	a.pending = 0
+	a.posted = false
+	a.mu.Unlock()
+	for i := range items {
+		it := items[i]
+		items[i] = asyncReq{}
+		var err error
+		if len(it.p) > 0 {
+			err = c.writeCheck("async write", len(it.p))
+		}
+		switch {
+		case err != nil:
+			c.completed = append(c.completed, completion{it.done, err})
+		case len(it.p) == 0:
+			c.completed = append(c.completed, completion{it.done, nil})
+		default:
+			c.q = append(c.q, wreq{buf: it.p, size: len(it.p), done: it.done})
+			c.addQueued(len(it.p))
+		}
+	}
+	a.mu.Lock()
+	if a.spare == nil {
+		a.spare = items[:0]
+	}
+	a.mu.Unlock()
+	if !c.closing && c.queuedLen() > 0 {
+		c.flush()
+	}
+	c.runCompleted()
+}
+
+// failAsync ends the buffers still waiting for the loop with err.
+func (c *Conn) failAsync(err error) {
+	a := &c.async
+	a.mu.Lock()
+	items := a.items
+	a.items, a.pending, a.closed = nil, 0, true
+	a.mu.Unlock()
+	for _, it := range items {
+		c.completed = append(c.completed, completion{it.done, err})
+	}
+}
