@@ -1,0 +1,333 @@
+package stream_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/eventpipe/eventpipe/group"
+	"github.com/eventpipe/eventpipe/internal/leakcheck"
+	"github.com/eventpipe/eventpipe/loop"
+	"github.com/eventpipe/eventpipe/stream"
+)
+
+// groupServer is a group listener whose connections read a 4-byte client
+// id, answer with the index of the loop serving them, and close when the
+// client does. It records which loop served which id.
+type groupServer struct {
+	t     *testing.T
+	g     *group.Group
+	gl    *stream.GroupListener
+	index map[*loop.Loop]int
+	done  chan error // the group's Run result
+
+	mu     sync.Mutex
+	served map[uint32]int // id -> times served
+	open   []atomic.Int64 // per loop: connections open
+	total  []atomic.Int64 // per loop: connections ever served
+	wrong  atomic.Int64   // onConn or OnData on a goroutine other than the owner's loop
+}
+
+func newGroupServer(t *testing.T, n int, network, address string, opts ...stream.Option) *groupServer {
+	t.Helper()
+	before := leakcheck.Take()
+	g, err := group.New(n)
+	require.NoError(t, err)
+	s := &groupServer{
+		t: t, g: g, index: map[*loop.Loop]int{}, done: make(chan error, 1),
+		served: map[uint32]int{}, open: make([]atomic.Int64, n), total: make([]atomic.Int64, n),
+	}
+	for i := range n {
+		s.index[g.Loop(i)] = i
+	}
+	gl, err := stream.ListenGroup(g, network, address, s.onConn, opts...)
+	require.NoError(t, err)
+	s.gl = gl
+	go func() { s.done <- g.Run(context.Background()) }()
+	t.Cleanup(func() {
+		s.gl.Close(nil)
+		select {
+		case err := <-s.done:
+			assert.NoError(t, err)
+		case <-time.After(guard):
+			g.Stop()
+			<-s.done
+			t.Errorf("group still running at cleanup")
+		}
+		assert.NoError(t, g.Close())
+		before.Check(t)
+	})
+	return s
+}
+
+func (s *groupServer) onConn(c *stream.Conn) {
+	i := s.index[c.Loop()]
+	s.open[i].Add(1)
+	s.total[i].Add(1)
+	c.OnData(func(c *stream.Conn, data []byte) int {
+		if len(data) < 4 {
+			return 0
+		}
+		id := binary.LittleEndian.Uint32(data)
+		s.mu.Lock()
+		s.served[id]++
+		s.mu.Unlock()
+		if _, err := c.Write([]byte{byte(i)}); err != nil {
+			s.t.Errorf("write: %v", err)
+		}
+		return len(data)
+	})
+	c.OnClose(func(*stream.Conn, error) { s.open[i].Add(-1) })
+}
+
+// dial opens n client connections with ids from first, each answered, and
+// returns them with the loop index each got.
+func (s *groupServer) dial(network string, first, n int) ([]net.Conn, []int) {
+	s.t.Helper()
+	conns := make([]net.Conn, 0, n)
+	loops := make([]int, 0, n)
+	var b [4]byte
+	for id := first; id < first+n; id++ {
+		c, err := net.DialTimeout(network, s.gl.Addr().String(), guard)
+		require.NoError(s.t, err)
+		conns = append(conns, c)
+		require.NoError(s.t, c.SetDeadline(time.Now().Add(guard)))
+		binary.LittleEndian.PutUint32(b[:], uint32(id))
+		_, err = c.Write(b[:])
+		require.NoError(s.t, err)
+		_, err = io.ReadFull(c, b[:1])
+		require.NoError(s.t, err, "connection %d", id)
+		loops = append(loops, int(b[0]))
+	}
+	return conns, loops
+}
+
+func closeAll(conns []net.Conn) {
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// waitOpen waits until the server's open connections total want.
+func (s *groupServer) waitOpen(want int64) {
+	s.t.Helper()
+	deadline := time.Now().Add(guard)
+	for {
+		var sum int64
+		for i := range s.open {
+			sum += s.open[i].Load()
+		}
+		if sum == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("server has %d connections open, want %d", sum, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// checkServedOnce asserts that ids [0, n) were each served exactly once.
+func (s *groupServer) checkServedOnce(n int) {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	require.Len(s.t, s.served, n)
+	for id := range n {
+		require.Equal(s.t, 1, s.served[uint32(id)], "id %d", id)
+	}
+}
+
+func perLoop(loops []int, n int) []int {
+	counts := make([]int, n)
+	for _, i := range loops {
+		counts[i]++
+	}
+	return counts
+}
+
+const (
+	groupLoops = 4
+	groupConns = 1000
+)
+
+func TestListenGroupRoundRobinIsExactlyEven(t *testing.T) {
+	s := newGroupServer(t, groupLoops, "tcp", "127.0.0.1:0", stream.WithBalance(stream.RoundRobin))
+	assert.Equal(t, stream.RoundRobin, s.gl.Balance())
+	conns, loops := s.dial("tcp", 0, groupConns)
+	defer closeAll(conns)
+	counts := perLoop(loops, groupLoops)
+	for i, n := range counts {
+		assert.Equal(t, groupConns/groupLoops, n, "loop %d of %v", i, counts)
+		assert.EqualValues(t, n, s.total[i].Load(), "loop %d served", i)
+	}
+	// In turn: connection k went to loop k mod 4.
+	for k, i := range loops {
+		require.Equal(t, k%groupLoops, i, "connection %d", k)
+	}
+	s.checkServedOnce(groupConns)
+	assert.Equal(t, stream.ListenerStats{Accepted: groupConns}, s.gl.Stats())
+}
+
+func TestListenGroupLeastConnections(t *testing.T) {
+	s := newGroupServer(t, groupLoops, "tcp", "127.0.0.1:0", stream.WithBalance(stream.LeastConnections))
+	conns, loops := s.dial("tcp", 0, groupConns)
+	counts := perLoop(loops, groupLoops)
+	lo, hi := counts[0], counts[0]
+	for _, n := range counts {
+		lo, hi = min(lo, n), max(hi, n)
+	}
+	assert.LessOrEqual(t, hi-lo, 1, "per loop %v with every connection held", counts)
+
+	// Free loop 2's connections: the next ones all go there until it has
+	// caught up with the others.
+	var keep, freed []net.Conn
+	for k, c := range conns {
+		if loops[k] == 2 {
+			freed = append(freed, c)
+		} else {
+			keep = append(keep, c)
+		}
+	}
+	defer closeAll(keep)
+	closeAll(freed)
+	s.waitOpen(int64(len(keep)))
+	more, moreLoops := s.dial("tcp", groupConns, len(freed)/2)
+	defer closeAll(more)
+	for k, i := range moreLoops {
+		require.Equal(t, 2, i, "connection %d after loop 2's were freed", k)
+	}
+	s.checkServedOnce(groupConns + len(freed)/2)
+	assert.EqualValues(t, groupConns+len(freed)/2, s.gl.Stats().Accepted)
+}
+
+func TestListenGroupReusePortGivesEveryLoopSome(t *testing.T) {
+	s := newGroupServer(t, groupLoops, "tcp", "127.0.0.1:0") // ReusePort is the default
+	assert.Equal(t, stream.ReusePort, s.gl.Balance())
+	conns, loops := s.dial("tcp", 0, groupConns)
+	defer closeAll(conns)
+	counts := perLoop(loops, groupLoops)
+	for i, n := range counts {
+		assert.Positive(t, n, "loop %d of %v", i, counts)
+	}
+	s.checkServedOnce(groupConns)
+	assert.EqualValues(t, groupConns, s.gl.Stats().Accepted)
+}
+
+func TestListenGroupUnixRoundRobin(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "g.sock")
+	s := newGroupServer(t, 3, "unix", path, stream.WithBalance(stream.RoundRobin))
+	conns, loops := s.dial("unix", 0, 9)
+	defer closeAll(conns)
+	assert.Equal(t, []int{3, 3, 3}, perLoop(loops, 3))
+	s.checkServedOnce(9)
+}
+
+// Close runs its callback once every loop's part is closed; the address
+// then refuses connections, connections already accepted stay served, and
+// the group's Run ends once they end (nothing else keeps it alive).
+func TestListenGroupClose(t *testing.T) {
+	for _, b := range []stream.Balance{stream.ReusePort, stream.RoundRobin, stream.LeastConnections} {
+		t.Run(b.String(), func(t *testing.T) {
+			s := newGroupServer(t, groupLoops, "tcp", "127.0.0.1:0", stream.WithBalance(b))
+			conns, _ := s.dial("tcp", 0, 8)
+			var calls atomic.Int32
+			closed := make(chan struct{})
+			s.gl.Close(func() {
+				if calls.Add(1) == 1 {
+					close(closed)
+				}
+			})
+			s.gl.Close(func() { t.Error("second Close's callback ran") })
+			select {
+			case <-closed:
+			case <-time.After(guard):
+				t.Fatal("Close's callback did not run")
+			}
+			_, err := net.DialTimeout("tcp", s.gl.Addr().String(), guard)
+			require.Error(t, err)
+			assert.True(t, errors.Is(err, unix.ECONNREFUSED), "dial after Close: %v", err)
+
+			// Accepted connections still answer (write to the first).
+			var b [4]byte
+			require.NoError(t, conns[0].SetDeadline(time.Now().Add(guard)))
+			_, err = conns[0].Write([]byte{9, 9, 9, 9})
+			require.NoError(t, err)
+			_, err = io.ReadFull(conns[0], b[:1])
+			require.NoError(t, err)
+
+			closeAll(conns)
+			select {
+			case err := <-s.done:
+				s.done <- err // for the cleanup
+			case <-time.After(guard):
+				t.Fatal("group Run did not end after its connections and listener did")
+			}
+			assert.EqualValues(t, 1, calls.Load())
+		})
+	}
+}
+
+func TestListenGroupBadInput(t *testing.T) {
+	before := leakcheck.Take()
+	defer before.Check(t)
+	onConn := func(*stream.Conn) {}
+	_, err := stream.ListenGroup(nil, "tcp", "127.0.0.1:0", onConn)
+	assert.ErrorIs(t, err, unix.EINVAL)
+	assert.ErrorContains(t, err, "nil group")
+
+	g, err := group.New(2)
+	require.NoError(t, err)
+	defer g.Close()
+	_, err = stream.ListenGroup(g, "tcp", "127.0.0.1:0", nil)
+	assert.ErrorIs(t, err, unix.EINVAL)
+	_, err = stream.ListenGroup(g, "tcp", "127.0.0.1:0", onConn, stream.WithBalance(stream.Balance(7)))
+	assert.ErrorIs(t, err, unix.EINVAL)
+	assert.ErrorContains(t, err, "Balance(7)")
+	_, err = stream.ListenGroup(g, "udp", "127.0.0.1:0", onConn)
+	assert.Error(t, err)
+	_, err = stream.ListenGroup(g, "unix", filepath.Join(t.TempDir(), "x.sock"), onConn)
+	assert.ErrorIs(t, err, unix.EINVAL, "ReusePort on a Unix path")
+	_, err = stream.ListenGroup(g, "tcp", "127.0.0.1:0", onConn, stream.WithBacklog(-1))
+	assert.ErrorIs(t, err, unix.EINVAL)
+
+	// An address in use: the loops' parts made so far are closed again.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	_, err = stream.ListenGroup(g, "tcp", busy.Addr().String(), onConn, stream.WithBalance(stream.RoundRobin))
+	assert.ErrorIs(t, err, unix.EADDRINUSE)
+	assert.Equal(t, 1, countPrefix(err.Error(), "stream:"), "%v", err)
+	_, err = stream.ListenGroup(g, "tcp", busy.Addr().String(), onConn)
+	assert.ErrorIs(t, err, unix.EADDRINUSE)
+	for i := range g.Len() {
+		alive, err := g.Loop(i).RunNoWait()
+		require.NoError(t, err)
+		assert.False(t, alive, "loop %d kept alive by a failed ListenGroup", i)
+	}
+	require.NoError(t, g.Close())
+	_, err = stream.ListenGroup(g, "tcp", "127.0.0.1:0", onConn, stream.WithBalance(stream.RoundRobin))
+	assert.ErrorIs(t, err, os.ErrClosed)
+}
+
+func countPrefix(s, sub string) int {
+	n := 0
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			n++
+		}
+	}
+	return n
+}
