@@ -19,6 +19,6 @@ func ExampleSession_Feed() {
 	n, _ = s.Feed(in)
 	fmt.Printf("%q, %d bytes kept\n", s.Out, len(in)-n)
 	// Output:
-	// "+OK\r\n", 23 bytes kept
+	// "+OK\r\n", 21 bytes kept
 	// "$5\r\nhello\r\n", 0 bytes kept
 }
