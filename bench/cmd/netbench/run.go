@@ -41,6 +41,7 @@ func runMain(args []string) error {
 	suites := fs.String("suites", "resp,http,echo,idle", "suites to run")
 	short := fs.Bool("short", false, "tiny runs, only to prove that everything works")
 	out := fs.String("out", "", "raw results file (default: stdout only)")
+	loadFile := fs.String("load", "", "file for the load average at the start of each round and at the end")
 	fs.Parse(args)
 	if c.bin == "" {
 		return fmt.Errorf("run: -bin is required")
@@ -67,8 +68,18 @@ func runMain(args []string) error {
 		defer f.Close()
 		c.out = io.MultiWriter(os.Stdout, f)
 	}
+	load := io.Writer(os.Stderr)
+	if *loadFile != "" {
+		f, err := os.Create(*loadFile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		load = io.MultiWriter(os.Stderr, f)
+	}
+	defer func() { fmt.Fprintf(load, "end: %s", loadavg()) }()
 	for round := range c.rounds {
-		fmt.Fprintf(os.Stderr, "round %d: %s", round+1, loadavg())
+		fmt.Fprintf(load, "round %d: %s", round+1, loadavg())
 		for _, s := range []struct {
 			name string
 			run  func(*config, int) error
@@ -350,7 +361,11 @@ type clientResult struct{ requests, rps, p50, p99 float64 }
 func parseRedisCSV(out string, n int) (clientResult, error) {
 	var r clientResult
 	var secs float64
-	rows, err := csv.NewReader(strings.NewReader(out[strings.Index(out, `"test"`)+0:])).ReadAll()
+	start := strings.Index(out, `"test"`)
+	if start < 0 {
+		return r, fmt.Errorf("redis-benchmark output has no CSV header: %q", out)
+	}
+	rows, err := csv.NewReader(strings.NewReader(out[start:])).ReadAll()
 	if err != nil || len(rows) < 2 {
 		return r, fmt.Errorf("redis-benchmark output: %v: %q", err, out)
 	}

@@ -13,6 +13,7 @@ import (
 	"net"
 
 	"github.com/panjf2000/gnet/v2"
+	"github.com/panjf2000/gnet/v2/pkg/logging"
 
 	"github.com/eventpipe/eventpipe/bench/internal/httpwire"
 	"github.com/eventpipe/eventpipe/bench/internal/peer"
@@ -109,7 +110,7 @@ func main() {
 		eng.Stop(context.Background())
 	}()
 	err = gnet.Run(s, "tcp://"+addr.String(),
-		gnet.WithMulticore(f.Loops > 1), gnet.WithNumEventLoop(f.Loops))
+		gnet.WithMulticore(f.Loops > 1), gnet.WithNumEventLoop(f.Loops), gnet.WithLogLevel(logging.ErrorLevel))
 	if err != nil {
 		peer.Fail(err)
 	}
