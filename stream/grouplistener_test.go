@@ -37,7 +37,8 @@ type groupServer struct {
 	served map[uint32]int // id -> times served
 	open   []atomic.Int64 // per loop: connections open
 	total  []atomic.Int64 // per loop: connections ever served
-	wrong  atomic.Int64   // onConn or OnData on a goroutine other than the owner's loop
+	tids   []atomic.Int64 // per loop: the OS thread it runs on (group locks each loop to one)
+	wrong  atomic.Int64   // callbacks run on a thread other than their connection's loop's
 }
 
 func newGroupServer(t *testing.T, n int, network, address string, opts ...stream.Option) *groupServer {
@@ -48,6 +49,7 @@ func newGroupServer(t *testing.T, n int, network, address string, opts ...stream
 	s := &groupServer{
 		t: t, g: g, index: map[*loop.Loop]int{}, done: make(chan error, 1),
 		served: map[uint32]int{}, open: make([]atomic.Int64, n), total: make([]atomic.Int64, n),
+		tids: make([]atomic.Int64, n),
 	}
 	for i := range n {
 		s.index[g.Loop(i)] = i
@@ -56,7 +58,18 @@ func newGroupServer(t *testing.T, n int, network, address string, opts ...stream
 	require.NoError(t, err)
 	s.gl = gl
 	go func() { s.done <- g.Run(context.Background()) }()
+	for i := range n {
+		require.NoError(t, g.Post(i, func() { s.tids[i].Store(int64(unix.Gettid())) }))
+	}
+	deadline := time.Now().Add(guard)
+	for i := range n {
+		for s.tids[i].Load() == 0 {
+			require.True(t, time.Now().Before(deadline), "loop %d did not run its task", i)
+			time.Sleep(time.Millisecond)
+		}
+	}
 	t.Cleanup(func() {
+		assert.Zero(t, s.wrong.Load(), "callbacks off their connection's loop")
 		s.gl.Close(nil)
 		select {
 		case err := <-s.done:
@@ -72,11 +85,21 @@ func newGroupServer(t *testing.T, n int, network, address string, opts ...stream
 	return s
 }
 
+// onLoop counts a callback for a connection of loop i that runs on
+// another loop's thread.
+func (s *groupServer) onLoop(i int) {
+	if int64(unix.Gettid()) != s.tids[i].Load() {
+		s.wrong.Add(1)
+	}
+}
+
 func (s *groupServer) onConn(c *stream.Conn) {
 	i := s.index[c.Loop()]
+	s.onLoop(i)
 	s.open[i].Add(1)
 	s.total[i].Add(1)
 	c.OnData(func(c *stream.Conn, data []byte) int {
+		s.onLoop(i)
 		if len(data) < 4 {
 			return 0
 		}
