@@ -110,8 +110,12 @@ func newConn(l *loop.Loop, fd int, cfg *config, remote unix.Sockaddr, d *dialSta
 		unix.Close(fd)
 		return nil, err
 	}
+	if c.ls, err = acquireShared(l); err != nil {
+		w.Close(nil)
+		unix.Close(fd)
+		return nil, err
+	}
 	c.w = w
-	c.ls = acquireShared(l)
 	c.runCompletedFn = c.runCompletedTask
 	c.async.flushFn = c.asyncFlush
 	c.redeliverFn = c.redeliverTask

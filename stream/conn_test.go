@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -139,7 +140,8 @@ func TestOpen(t *testing.T) {
 	})
 }
 
-// A refused connect reaches onConnect as (nil, ECONNREFUSED), later.
+// A refused connect reaches onConnect as (nil, ECONNREFUSED), later; a
+// missing Unix socket as (nil, ENOENT).
 func TestDialRefused(t *testing.T) {
 	l := newLoop(t)
 	gl, err := net.Listen("tcp", "127.0.0.1:0")
@@ -154,9 +156,16 @@ func TestDialRefused(t *testing.T) {
 		require.Contains(t, err.Error(), "stream: dial tcp "+addr+": connect:")
 	})
 	require.NoError(t, err)
+	missing := filepath.Join(t.TempDir(), "nobody")
+	err = stream.Dial(l, "unix", missing, func(c *stream.Conn, err error) {
+		calls++
+		require.Nil(t, c)
+		require.ErrorIs(t, err, unix.ENOENT)
+	})
+	require.NoError(t, err)
 	require.Zero(t, calls, "onConnect ran inside Dial")
 	run(t, l)
-	require.Equal(t, 1, calls)
+	require.Equal(t, 2, calls)
 }
 
 // A host name is resolved on the loop's worker pool and connects.
@@ -529,6 +538,11 @@ func TestAsyncWriteBounded(t *testing.T) {
 	ln, err := stream.Listen(l, "tcp", "127.0.0.1:0", func(c *stream.Conn) {
 		ln.Close(nil)
 		c.OnData(func(_ *stream.Conn, d []byte) int { return len(d) }) // keeps the loop running
+		// Fill the kernel's buffers: from now on writes queue.
+		for c.Buffered() == 0 {
+			_, err := c.Write(make([]byte, 16<<10))
+			require.NoError(t, err)
+		}
 		go func() {
 			p := make([]byte, 4<<10)
 			for range 64 { // 256 KiB, four times the limit, before the loop takes any
@@ -785,26 +799,43 @@ func TestPauseResume(t *testing.T) {
 	require.Equal(t, []string{"abc", "abc"}, deliveries)
 }
 
-// A loop that closes its handles (here its Close) ends a connection and a
-// listener: descriptors closed, OnClose once with os.ErrClosed.
+// A loop that closes its handles (here its Close) ends connections (one
+// with an idle timer too), a dial in progress and a listener: descriptors
+// closed, OnClose (or onConnect) once with os.ErrClosed.
 func TestLoopClosesConn(t *testing.T) {
 	l := newLoop(t)
-	var cc closes
+	var cc, idle closes
+	n := 0
 	ln, err := stream.Listen(l, "tcp", "127.0.0.1:0", func(c *stream.Conn) {
-		cc.watch(c)
 		c.OnData(func(_ *stream.Conn, d []byte) int { return len(d) })
+		if n++; n == 1 {
+			cc.watch(c)
+			return
+		}
+		idle.watch(c)
+		c.SetIdleTimeout(time.Hour) // its timer is closed before its watcher
 		l.Stop()
 	})
 	require.NoError(t, err)
 	conn := goDial(t, ln)
 	defer conn.Close()
+	conn2 := goDial(t, ln)
+	defer conn2.Close()
 	run(t, l)
 	require.Zero(t, cc.n)
-	lnClosed := false
-	_ = lnClosed
+	connected := 0
+	var dialErr error
+	require.NoError(t, stream.Dial(l, "tcp", ln.Addr().String(), func(c *stream.Conn, err error) {
+		connected++
+		dialErr = err
+	}))
 	require.NoError(t, l.Close())
 	require.Equal(t, 1, cc.n)
 	require.ErrorIs(t, cc.err, os.ErrClosed)
+	require.Equal(t, 1, idle.n)
+	require.ErrorIs(t, idle.err, os.ErrClosed)
+	require.Equal(t, 1, connected, "a dial in progress is told")
+	require.ErrorIs(t, dialErr, os.ErrClosed)
 	require.True(t, ln.IsClosing())
 	_, err = conn.Read(make([]byte, 1))
 	require.ErrorIs(t, err, io.EOF, "the loop's Close closed the socket")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -74,10 +75,18 @@ func TestManyConnections(t *testing.T) {
 	raiseNOFILE(t, manyConns+500)
 	l := newLoop(t)
 	var served, open, maxOpen, closedEOF, closedOther int
+	heapBefore := heapInUse()
+	var perConn float64
 	ln, err := stream.Listen(l, "tcp", "127.0.0.1:0", func(c *stream.Conn) {
 		served++
 		open++
 		maxOpen = max(maxOpen, open)
+		if served == manyConns {
+			// Reading, idle until the child writes: what an idle
+			// connection costs (Go heap only; kernel socket memory is
+			// not counted).
+			perConn = float64(heapInUse()-heapBefore) / manyConns
+		}
 		echo(c)
 		c.OnClose(func(_ *stream.Conn, err error) {
 			open--
@@ -112,13 +121,21 @@ func TestManyConnections(t *testing.T) {
 	}()
 	run(t, l)
 	res := <-result
-	t.Logf("figures: %d connections open at once on one loop, each echoed once; child: %s; listener %+v", maxOpen, res, ln.Stats())
+	t.Logf("figures: %d connections open at once on one loop, each echoed once; child: %s; listener %+v; Go heap per idle connection %.0f bytes",
+		maxOpen, res, ln.Stats(), perConn)
 	require.Equal(t, fmt.Sprintf("connected %d echoed %d closed %d", manyConns, manyConns, manyConns), res)
 	require.Equal(t, manyConns, served)
 	require.Equal(t, manyConns, maxOpen, "all open at once")
 	require.Equal(t, manyConns, closedEOF)
 	require.Zero(t, open)
 	require.EqualValues(t, manyConns, ln.Stats().Accepted)
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
 }
 
 // manyClients is the child of TestManyConnections.

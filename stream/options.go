@@ -123,10 +123,11 @@ func WithNoDelay(on bool) Option {
 	return func(c *config) error { c.noDelay = on; return nil }
 }
 
-// WithKeepAlive turns TCP keepalive on: the first probe after idle, then one
-// every interval, count probes before the connection is dropped. Durations
-// are rounded up to whole seconds; each must be at least one second and count
-// positive. It is ignored for Unix sockets.
+// WithKeepAlive turns TCP keepalive on (it is off by default): the first
+// probe after idle, then one every interval, count probes before the
+// connection is dropped. Durations are rounded up to whole seconds; each
+// must be at least one second and count positive. It is ignored for Unix
+// sockets.
 func WithKeepAlive(idle, interval time.Duration, count int) Option {
 	return func(c *config) error {
 		if err := checkKeepAlive(idle, interval, count); err != nil {

@@ -1,11 +1,15 @@
 package stream
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/eventpipe/eventpipe/loop"
 )
 
 // The write queue follows libuv's uv_stream_t: a write goes to the kernel at
@@ -119,6 +123,10 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// copyChunk is the smallest copy buffer Write allocates: later small
+// writes append to it while it has room.
+const copyChunk = 32 << 10
+
 // enqueueCopy queues a copy of p, in the tail copy buffer if it has room.
 func (c *Conn) enqueueCopy(p []byte) {
 	if k := len(c.q); k > c.head {
@@ -134,7 +142,7 @@ func (c *Conn) enqueueCopy(p []byte) {
 	if cap(c.spare) >= len(p) {
 		b, c.spare = c.spare[:0], nil
 	} else {
-		b = make([]byte, 0, max(len(p), 4096))
+		b = make([]byte, 0, max(len(p), copyChunk))
 	}
 	b = append(b, p...)
 	c.q = append(c.q, wreq{buf: b, size: len(p), base: b, owned: true})
@@ -256,8 +264,17 @@ func (c *Conn) advance(n int) {
 		c.q[c.head] = wreq{}
 		c.head++
 	}
-	if c.head == len(c.q) {
+	switch {
+	case c.head == len(c.q):
 		c.q = c.q[:0]
+		c.head = 0
+		c.spare = nil // an idle connection keeps no copy buffer
+	case c.head >= 64 && c.head >= len(c.q)/2:
+		// A queue that never empties would otherwise grow behind its
+		// head for ever.
+		k := copy(c.q, c.q[c.head:])
+		clear(c.q[k:])
+		c.q = c.q[:k]
 		c.head = 0
 	}
 }
@@ -436,12 +453,19 @@ func (c *Conn) AsyncWrite(p []byte, done func(err error)) error {
 	a.posted = true
 	a.mu.Unlock()
 	if post {
-		// A failed Post means the loop is closing: its Close closes this
-		// connection too, and finish gives done its error.
-		_ = c.l.Post(a.flushFn)
+		// A Post refused for os.ErrClosed means the loop is closing: its
+		// Close closes this connection too, and finish gives done its
+		// error. One refused by a queue limit goes by the loop's shared
+		// wakeup instead, which is never refused.
+		if err := postFlush(c.l, a.flushFn); err != nil && !errors.Is(err, os.ErrClosed) {
+			c.ls.wakeFor(c)
+		}
 	}
 	return nil
 }
+
+// postFlush posts AsyncWrite's flush; a variable so a test can refuse it.
+var postFlush = (*loop.Loop).Post
 
 // asyncFlush moves AsyncWrite's buffers into the write queue, on the loop.
 func (c *Conn) asyncFlush() {

@@ -155,7 +155,9 @@ func soakByte(idx int, pos uint64) byte { return byte(pos*7 + uint64(idx)) }
 // RingReader watched on the loop. Nothing is lost: every post runs once and
 // in order, every timer arm fires once and never early, every byte comes
 // back intact, every record is delivered once and in order or (perf only)
-// reported lost by the kernel, so that delivered + lost == emitted. Nothing
+// reported lost by the kernel, so that delivered + lost == emitted. Stream
+// connections open, echo and end at random on the same loop
+// (soak_stream_test.go). Nothing
 // grows: descriptors and goroutines are the same at the end of the first
 // and the last quarter of the load, and the heap in use (after a GC) within
 // a quarter of its first-quarter size plus 2 MiB.
@@ -174,6 +176,7 @@ func TestSoak(t *testing.T) {
 		_, err := l.QueueWork(func() { warm.Done(); warm.Wait() }, nil)
 		require.NoError(t, err)
 	}
+	streams := startSoakStreams(t, l) // soak_stream_test.go
 
 	// Posters.
 	stopLoad := make(chan struct{})
@@ -567,6 +570,7 @@ func TestSoak(t *testing.T) {
 		perfW.Close(nil)
 		ringW.Close(nil)
 		dg.finish()
+		streams.finish()
 		close(finishDone)
 	}
 	sendStop := make(chan struct{})
@@ -589,7 +593,9 @@ func TestSoak(t *testing.T) {
 		start := time.Now()
 		for q := range samples {
 			time.Sleep(time.Until(start.Add(time.Duration(q+1) * load / 4)))
+			streams.pause()
 			samples[q] = takeSoakSample(time.Since(start), &c)
+			streams.resume()
 		}
 		close(sendStop)
 		close(stopLoad)
@@ -606,6 +612,7 @@ func TestSoak(t *testing.T) {
 	elapsed := time.Since(runStart)
 	recv(t, finishDone, "finish")
 	stats := l.Stats()
+	streams.check(t)
 
 	// Posts: every one ran, once, in order.
 	var totalPosts uint64
