@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,6 +29,7 @@ type config struct {
 	httpDur, echoDur     time.Duration // wrk -d, echo-client -duration
 	echoConns            []int
 	idleConns            int
+	noRedis              bool // redis-server is not installed: its rows are skipped
 	out                  io.Writer
 }
 
@@ -58,6 +60,9 @@ func runMain(args []string) error {
 		c.respN, c.respNP = 2000, 2000
 		c.httpDur, c.echoDur = time.Second, 500*time.Millisecond
 		c.echoConns, c.idleConns = []int{1, 100, 500}, 500
+	}
+	if err := c.checkTools(); err != nil {
+		return err
 	}
 	c.out = os.Stdout
 	if *out != "" {
@@ -90,6 +95,40 @@ func runMain(args []string) error {
 				}
 			}
 		}
+	}
+	return nil
+}
+
+// checkTools drops the suites (or, for redis-server, the row) whose
+// programs are not installed, saying so, unless
+// EVENTPIPE_REQUIRE_BENCH_PEERS=1 makes that an error (as in CI).
+func (c *config) checkTools() error {
+	require := os.Getenv("EVENTPIPE_REQUIRE_BENCH_PEERS") == "1"
+	missing := func(prog string) bool {
+		if _, err := exec.LookPath(prog); err == nil {
+			return false
+		}
+		return true
+	}
+	if missing("taskset") {
+		return fmt.Errorf("run: taskset is not installed (util-linux)")
+	}
+	for _, t := range []struct{ suite, prog, pkg string }{
+		{"resp", "redis-benchmark", "redis-tools"}, {"http", "wrk", "wrk"}, {"resp", "redis-server", "redis-server"},
+	} {
+		if !c.suites[t.suite] || !missing(t.prog) {
+			continue
+		}
+		if require {
+			return fmt.Errorf("run: %s is not installed (Debian package %s) and EVENTPIPE_REQUIRE_BENCH_PEERS=1", t.prog, t.pkg)
+		}
+		if t.prog == "redis-server" {
+			fmt.Fprintf(os.Stderr, "netbench: skipping the redis-server rows: it is not installed (Debian package %s)\n", t.pkg)
+			c.noRedis = true
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "netbench: skipping the %s suite: %s is not installed (Debian package %s; install-peers.sh)\n", t.suite, t.prog, t.pkg)
+		delete(c.suites, t.suite)
 	}
 	return nil
 }
@@ -322,6 +361,9 @@ func (c *config) respSuite(round int) error {
 		{"gnet-1", []string{c.path("gnet"), "-proto", "resp", "-addr", "ADDR", "-loops", "1"}},
 		{"gnet-2", []string{c.path("gnet"), "-proto", "resp", "-addr", "ADDR", "-loops", "2"}},
 		{"gonet", []string{c.path("gonet"), "-proto", "resp", "-addr", "ADDR"}},
+	}
+	if c.noRedis {
+		specs = slices.DeleteFunc(specs, func(s serverSpec) bool { return s.name == "redis" })
 	}
 	return c.each(specs, round, func(s *server) error {
 		host, port, _ := net.SplitHostPort(s.addr)
