@@ -354,3 +354,57 @@ func countPrefix(s, sub string) int {
 	}
 	return n
 }
+
+// Close from another goroutine while the group is not running: each loop
+// closes its part when it is closed, and the callback runs once.
+func TestListenGroupCloseNotRunning(t *testing.T) {
+	for _, b := range []stream.Balance{stream.ReusePort, stream.LeastConnections} {
+		t.Run(b.String(), func(t *testing.T) {
+			before := leakcheck.Take()
+			g, err := group.New(3)
+			require.NoError(t, err)
+			gl, err := stream.ListenGroup(g, "tcp", "127.0.0.1:0", func(*stream.Conn) {}, stream.WithBalance(b))
+			require.NoError(t, err)
+			var calls atomic.Int32
+			done := make(chan struct{})
+			go func() {
+				gl.Close(func() { calls.Add(1) })
+				close(done)
+			}()
+			<-done
+			assert.Zero(t, calls.Load(), "callback ran before the loops closed their parts")
+			require.NoError(t, g.Close())
+			assert.EqualValues(t, 1, calls.Load())
+			before.Check(t)
+		})
+	}
+}
+
+// Stats may be read from any goroutine while the loops accept.
+func TestListenGroupStatsWhileRunning(t *testing.T) {
+	s := newGroupServer(t, 2, "tcp", "127.0.0.1:0", stream.WithBalance(stream.LeastConnections))
+	stop := make(chan struct{})
+	reads := make(chan uint64)
+	go func() {
+		var last uint64
+		for {
+			select {
+			case <-stop:
+				reads <- last
+				return
+			default:
+				st := s.gl.Stats()
+				if st.Accepted < last {
+					t.Errorf("Accepted went back from %d to %d", last, st.Accepted)
+				}
+				last = st.Accepted
+				time.Sleep(100 * time.Microsecond) // the machine is shared
+			}
+		}
+	}()
+	conns, _ := s.dial("tcp", 0, 50)
+	defer closeAll(conns)
+	close(stop)
+	assert.LessOrEqual(t, <-reads, uint64(50))
+	assert.Equal(t, stream.ListenerStats{Accepted: 50}, s.gl.Stats())
+}
