@@ -221,7 +221,10 @@ func (gl *GroupListener) Balance() Balance { return gl.balance }
 
 // Stats returns the counters of every loop's listener summed (accepted,
 // shed, errors), with the acceptor's hand-offs counted as accepted once
-// their loop has set the connection up. Any goroutine may call it.
+// their loop has set the connection up. A socket the acceptor could not
+// hand over (its loop closed, or its task queue full under
+// loop.WithQueueLimit) is closed and counted in Errors. Any goroutine may
+// call it.
 func (gl *GroupListener) Stats() ListenerStats {
 	var s ListenerStats
 	for _, ln := range gl.lns {
