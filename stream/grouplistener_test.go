@@ -408,3 +408,44 @@ func TestListenGroupStatsWhileRunning(t *testing.T) {
 	assert.LessOrEqual(t, <-reads, uint64(50))
 	assert.Equal(t, stream.ListenerStats{Accepted: 50}, s.gl.Stats())
 }
+
+// A socket handed to a loop that has closed is closed and counted as an
+// error; the other loops go on serving.
+func TestListenGroupHandoffToClosedLoop(t *testing.T) {
+	before := leakcheck.Take()
+	g, err := group.New(2)
+	require.NoError(t, err)
+	served := make(chan int, 4)
+	gl, err := stream.ListenGroup(g, "tcp", "127.0.0.1:0", func(c *stream.Conn) {
+		if c.Loop() == g.Loop(0) {
+			served <- 0
+		} else {
+			served <- 1
+		}
+		c.Close(nil)
+	}, stream.WithBalance(stream.RoundRobin))
+	require.NoError(t, err)
+	require.NoError(t, g.Loop(1).Close())
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- g.Loop(0).Run(ctx) }()
+
+	for range 2 { // the first goes to loop 0, the second to loop 1
+		c, err := net.Dial("tcp", gl.Addr().String())
+		require.NoError(t, err)
+		require.NoError(t, c.SetDeadline(time.Now().Add(guard)))
+		_, err = c.Read(make([]byte, 1))
+		assert.Error(t, err, "the server closes both")
+		c.Close()
+	}
+	assert.Equal(t, 0, <-served)
+	closed := make(chan struct{})
+	gl.Close(func() { close(closed) })
+	require.NoError(t, <-done) // loop 0 ran out of work
+	<-closed
+	assert.Empty(t, served)
+	assert.Equal(t, stream.ListenerStats{Accepted: 1, Errors: 1}, gl.Stats())
+	assert.ErrorIs(t, g.Close(), os.ErrClosed) // loop 1's second Close
+	before.Check(t)
+}
