@@ -449,3 +449,35 @@ func TestListenGroupHandoffToClosedLoop(t *testing.T) {
 	assert.ErrorIs(t, g.Close(), os.ErrClosed) // loop 1's second Close
 	before.Check(t)
 }
+
+// While open, the group listener keeps every loop alive, connections or
+// not; once closed, it keeps none.
+func TestListenGroupKeepsEveryLoopAlive(t *testing.T) {
+	for _, b := range []stream.Balance{stream.ReusePort, stream.RoundRobin, stream.LeastConnections} {
+		t.Run(b.String(), func(t *testing.T) {
+			s := newGroupServer(t, groupLoops, "tcp", "127.0.0.1:0", stream.WithBalance(b))
+			alive := make(chan bool, groupLoops)
+			for i := range groupLoops {
+				// A posted task is off the queue while it runs: Alive then
+				// counts only what else keeps the loop going.
+				require.NoError(t, s.g.Post(i, func() { alive <- s.g.Loop(i).Alive() }))
+			}
+			for i := range groupLoops {
+				select {
+				case a := <-alive:
+					assert.True(t, a, "a loop would end with the listener open")
+				case <-time.After(guard): // a loop that ended runs no task
+					t.Fatalf("%d of %d loops ran their task: the others ended with the listener open", i, groupLoops)
+				}
+			}
+			s.gl.Close(nil)
+			select {
+			case err := <-s.done:
+				require.NoError(t, err)
+				s.done <- err
+			case <-time.After(guard):
+				t.Fatal("the group's Run went on after Close with nothing open")
+			}
+		})
+	}
+}
