@@ -121,6 +121,9 @@ func familyOf(sa unix.Sockaddr) int {
 	return unix.AF_UNIX
 }
 
+// lookupNetIP resolves host names; a variable so a test can make it block.
+var lookupNetIP = net.DefaultResolver.LookupNetIP
+
 // resolve looks up t's host and service names (blocking: Listen calls it
 // on the caller, Dial on the loop's worker pool).
 func resolve(ctx context.Context, network string, t *target) ([]unix.Sockaddr, error) {
@@ -131,7 +134,7 @@ func resolve(ctx context.Context, network string, t *target) ([]unix.Sockaddr, e
 	var ips []netip.Addr
 	if ip, err := netip.ParseAddr(t.host); err == nil {
 		ips = []netip.Addr{ip}
-	} else if ips, err = net.DefaultResolver.LookupNetIP(ctx, t.ipNet, t.host); err != nil {
+	} else if ips, err = lookupNetIP(ctx, t.ipNet, t.host); err != nil {
 		return nil, fmt.Errorf("%w: %w", err, unix.EADDRNOTAVAIL)
 	}
 	var sas []unix.Sockaddr

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -176,7 +177,7 @@ func TestDialHostName(t *testing.T) {
 	require.NoError(t, err)
 	port := ln.Addr().(*net.TCPAddr).Port
 	var got string
-	err = stream.Dial(l, "tcp4", net.JoinHostPort("localhost", itoa(port)), func(c *stream.Conn, err error) {
+	err = stream.Dial(l, "tcp4", net.JoinHostPort("localhost", strconv.Itoa(port)), func(c *stream.Conn, err error) {
 		require.NoError(t, err)
 		require.Equal(t, "127.0.0.1", c.RemoteAddr().(*net.TCPAddr).IP.String())
 		c.OnData(func(c *stream.Conn, data []byte) int {
@@ -189,20 +190,6 @@ func TestDialHostName(t *testing.T) {
 	require.NoError(t, err)
 	run(t, l)
 	require.Equal(t, "x", got)
-}
-
-func itoa(n int) string { return string(binary.AppendUvarint(nil, 0)[:0]) + fmtInt(n) }
-
-func fmtInt(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b []byte
-	for n > 0 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-		n /= 10
-	}
-	return string(b)
 }
 
 // frames returns n length-prefixed frames: a 2-byte big-endian length and
@@ -351,7 +338,7 @@ func TestLargeWriteSlowReader(t *testing.T) {
 			n, err := conn.Read(buf)
 			for k := range n {
 				if buf[k] != pattern(got+k) {
-					errc <- errors.New("corrupt or reordered at " + fmtInt(got+k))
+					errc <- errors.New("corrupt or reordered at " + strconv.Itoa(got+k))
 					return
 				}
 			}
@@ -839,4 +826,41 @@ func TestLoopClosesConn(t *testing.T) {
 	require.True(t, ln.IsClosing())
 	_, err = conn.Read(make([]byte, 1))
 	require.ErrorIs(t, err, io.EOF, "the loop's Close closed the socket")
+}
+
+// An empty host listens on every address: for "tcp" both IPv4 and IPv6
+// (one dual-stack socket, as Go's net does); Dial with an empty host
+// reaches the local system.
+func TestListenAllAddresses(t *testing.T) {
+	l := newLoop(t)
+	var ln *stream.Listener
+	served := 0
+	ln, err := stream.Listen(l, "tcp", ":0", func(c *stream.Conn) {
+		if served++; served == 3 {
+			ln.Close(nil)
+		}
+		echo(c)
+	})
+	require.NoError(t, err)
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	echoed := 0
+	for _, target := range []struct{ network, addr string }{
+		{"tcp4", "127.0.0.1:" + port},
+		{"tcp6", "[::1]:" + port},
+		{"tcp", ":" + port},
+	} {
+		require.NoError(t, stream.Dial(l, target.network, target.addr, func(c *stream.Conn, err error) {
+			require.NoError(t, err, target.addr)
+			c.OnData(func(c *stream.Conn, d []byte) int {
+				echoed++
+				c.Close(nil)
+				return len(d)
+			})
+			_, err = c.Write([]byte("x"))
+			require.NoError(t, err)
+		}))
+	}
+	run(t, l)
+	require.Equal(t, 3, served)
+	require.Equal(t, 3, echoed)
 }

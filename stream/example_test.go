@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/eventpipe/eventpipe/loop"
 	"github.com/eventpipe/eventpipe/stream"
@@ -124,4 +126,54 @@ func ExampleDial() {
 	}
 	// Output:
 	// stream: dial tcp4 127.0.0.1:1: connect: connection refused
+}
+
+// Writing from another goroutine: AsyncWrite hands the buffer to the
+// loop, which writes it in order after what was queued before; done runs
+// on the loop once the kernel has taken it.
+func ExampleConn_AsyncWrite() {
+	l, err := loop.New()
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+
+	var ln *stream.Listener
+	ln, err = stream.Listen(l, "unix", filepath.Join(os.TempDir(), fmt.Sprintf("stream-example-%d", os.Getpid())), func(c *stream.Conn) {
+		ln.Close(nil)
+		c.OnData(func(c *stream.Conn, data []byte) int { return len(data) }) // keeps the connection (and the loop) going
+		go func() {
+			// Not the loop's goroutine: only AsyncWrite is safe here.
+			err := c.AsyncWrite([]byte("from another goroutine"), func(err error) {
+				fmt.Println("server: written, err =", err)
+				c.Shutdown(nil)
+			})
+			if err != nil {
+				fmt.Println(err)
+			}
+		}()
+	})
+	if err != nil {
+		panic(err)
+	}
+	err = stream.Dial(l, "unix", ln.Addr().String(), func(c *stream.Conn, err error) {
+		if err != nil {
+			panic(err)
+		}
+		var got []byte
+		c.OnData(func(c *stream.Conn, data []byte) int {
+			got = append(got, data...)
+			return len(data)
+		})
+		c.OnClose(func(_ *stream.Conn, err error) { fmt.Printf("client: %q, then %v\n", got, err) })
+	})
+	if err != nil {
+		panic(err)
+	}
+	if err := l.Run(context.Background()); err != nil {
+		panic(err)
+	}
+	// Output:
+	// server: written, err = <nil>
+	// client: "from another goroutine", then EOF
 }

@@ -16,7 +16,7 @@ import (
 // is left alone.
 func TestIdleTimeout(t *testing.T) {
 	l := newLoop(t)
-	const idle = 100 * time.Millisecond
+	const idle = 400 * time.Millisecond // generous: a loaded machine may stall the writer
 	var idleCC, busyCC closes
 	var busyReads int
 	accepted := 0
@@ -58,13 +58,13 @@ func TestIdleTimeout(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		end := time.Now().Add(5 * idle)
+		end := time.Now().Add(4 * idle)
 		for time.Now().Before(end) {
 			if _, err := busyConn.Write([]byte("b")); err != nil {
 				t.Error(err)
 				return
 			}
-			time.Sleep(idle / 10)
+			time.Sleep(idle / 20)
 		}
 		_, _ = busyConn.Write([]byte("q"))
 	}()
@@ -73,10 +73,10 @@ func TestIdleTimeout(t *testing.T) {
 	<-done
 	require.Equal(t, 1, idleCC.n)
 	require.ErrorIs(t, idleCC.err, os.ErrDeadlineExceeded)
-	require.Contains(t, idleCC.err.Error(), "stream: idle for 100ms")
+	require.Contains(t, idleCC.err.Error(), "stream: idle for 400ms")
 	require.Equal(t, 1, busyCC.n, "the busy connection closed itself, not by the timeout")
 	require.NoError(t, busyCC.err)
-	require.GreaterOrEqual(t, time.Since(start), 5*idle, "the busy one outlived the timeout several times")
+	require.GreaterOrEqual(t, time.Since(start), 4*idle, "the busy one outlived the timeout several times")
 	_, err = idleConn.Read(make([]byte, 1))
 	require.Error(t, err, "the idle one was closed")
 	_ = net.ErrClosed

@@ -25,7 +25,7 @@ func TestEcho(t *testing.T) {
 	addrc := make(chan net.Addr, 1)
 	res := make(chan served, 1)
 	go func() {
-		st, err := serve(ctx, "127.0.0.1:0", 200*time.Millisecond, func(a net.Addr) { addrc <- a })
+		st, err := serve(ctx, "127.0.0.1:0", time.Second, func(a net.Addr) { addrc <- a })
 		if err != nil {
 			t.Error(err)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/eventpipe/eventpipe/loop"
 	"github.com/eventpipe/eventpipe/poller"
 	"github.com/eventpipe/eventpipe/ringbuf"
+	"github.com/eventpipe/eventpipe/stream"
 )
 
 // helperEnv selects what TestHelperProcess does in a re-executed test
@@ -164,6 +165,18 @@ func fdConstructors(perfMap, ringMap *bpftest.Map) []fdConstructor {
 				return nil, err
 			}
 			return r.Close, nil
+		}},
+		{"stream.Listen (with its loop)", func() (func() error, error) {
+			l, err := loop.New()
+			if err != nil {
+				return nil, err
+			}
+			ln, err := stream.Listen(l, "tcp", "127.0.0.1:0", func(*stream.Conn) {})
+			if err != nil {
+				l.Close()
+				return nil, err
+			}
+			return func() error { ln.Close(nil); return l.Close() }, nil
 		}},
 	}
 }

@@ -1,10 +1,16 @@
 package stream
 
+// Tests that need the package's internals: seams that refuse a Post or
+// block the resolver, and the write queue's compaction.
+
 import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -81,4 +87,42 @@ func TestQueueCompacts(t *testing.T) {
 	require.Less(t, cap(c.q), 1024, "compacted")
 	c.advance(10)
 	require.Zero(t, c.Buffered())
+}
+
+// Dial resolves a host name off the loop: a resolver that blocks until a
+// loop timer has fired would deadlock a loop that resolved on its own
+// goroutine; here the timer fires and the dial completes.
+func TestDialResolvesOffTheLoop(t *testing.T) {
+	timerFired := make(chan struct{})
+	lookupNetIP = func(ctx context.Context, network, host string) ([]netip.Addr, error) {
+		select {
+		case <-timerFired:
+		case <-time.After(30 * time.Second):
+			return nil, fmt.Errorf("the loop did not run while resolving")
+		}
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+	}
+	defer func() { lookupNetIP = net.DefaultResolver.LookupNetIP }()
+	l, err := loop.New()
+	require.NoError(t, err)
+	defer l.Close()
+	var ln *Listener
+	ln, err = Listen(l, "tcp4", "127.0.0.1:0", func(c *Conn) { ln.Close(nil); c.Close(nil) })
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	var dialErr error
+	connected := false
+	require.NoError(t, Dial(l, "tcp4", net.JoinHostPort("blocking.invalid", strconv.Itoa(port)), func(c *Conn, err error) {
+		dialErr = err
+		if c != nil {
+			connected = true
+			c.Close(nil)
+		}
+	}))
+	l.AfterFunc(time.Millisecond, func() { close(timerFired) })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	require.NoError(t, l.Run(ctx))
+	require.NoError(t, dialErr)
+	require.True(t, connected)
 }
