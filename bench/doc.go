@@ -12,5 +12,10 @@
 // benchmark checks what it measured (tasks run, records delivered, timers
 // fired) and fails on a mismatch, so a fast wrong answer cannot pass.
 //
+// The network benchmarks (RESP, HTTP, echo, idle connections) are
+// separate programs, since their clients are real ones (redis-benchmark,
+// wrk) in processes of their own: cmd/netbench drives them against the
+// servers in peers/ and examples/resp, and netbench.sh runs it.
+//
 // The figures, and the commands that produced them, are in RESULTS.md.
 package bench

@@ -66,6 +66,8 @@ type Conn struct {
 	closeCb  func()
 
 	redeliverFn func()
+
+	release func() // a group listener's count of the loop's connections, dropped once
 }
 
 // newConn wraps a connected (or connecting, with d set) non-blocking
@@ -517,6 +519,10 @@ func (c *Conn) finish() {
 	c.runCompleted()
 	releaseShared(c.l)
 	c.in = nil
+	if fn := c.release; fn != nil {
+		c.release = nil
+		fn()
+	}
 	if d := c.dial; d != nil {
 		c.dial = nil
 		d.failed()

@@ -8,7 +8,9 @@
 //
 // Listeners and connections belong to their loop: call their methods from
 // the loop's callbacks (or while it is not running). Only Conn.AsyncWrite
-// and Listener.Stats may be called from any goroutine. Callbacks (onConn,
+// and Listener.Stats may be called from any goroutine, and a
+// GroupListener's Addr, Close and Stats (ListenGroup spreads a listener's
+// connections over the loops of a group). Callbacks (onConn,
 // onConnect, OnData, OnEnd, OnDrain, OnClose, done) run on the loop, never
 // inside the call that caused them.
 //

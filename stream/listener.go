@@ -50,6 +50,8 @@ type Listener struct {
 
 	closing, finished bool
 	closeCb           func()
+
+	handoff func(fd int, sa unix.Sockaddr) // a group listener's acceptor: it serves the socket instead
 }
 
 // Listen opens a listening socket for network ("tcp", "tcp4", "tcp6" or
@@ -194,6 +196,10 @@ func (ln *Listener) onReadable(poller.Events) {
 }
 
 func (ln *Listener) serve(fd int, sa unix.Sockaddr) {
+	if ln.handoff != nil {
+		ln.handoff(fd, sa)
+		return
+	}
 	c, err := newConn(ln.l, fd, &ln.cfg, sa, nil)
 	if err != nil {
 		ln.errors.Add(1)
