@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/eventpipe/eventpipe/eventfd"
+	"github.com/eventpipe/eventpipe/internal/bpfsys"
 	"github.com/eventpipe/eventpipe/poller"
 )
 
@@ -183,7 +184,7 @@ func NewPerfReader(mapFD int, opts PerfOptions) (*PerfReader, error) {
 	}
 
 	r := &PerfReader{timed: opts.Timestamps}
-	var info bpfMapInfo
+	var info bpfsys.MapInfo
 	var err error
 	if r.mapFD, info, err = openMap(mapFD, unix.BPF_MAP_TYPE_PERF_EVENT_ARRAY); err != nil {
 		return nil, fmt.Errorf("ringbuf: new perf reader: %w", err)
@@ -195,9 +196,9 @@ func NewPerfReader(mapFD int, opts PerfOptions) (*PerfReader, error) {
 			r.release()
 			return nil, fmt.Errorf("ringbuf: new perf reader: CPU %d negative or listed twice: %w", cpu, unix.EINVAL)
 		}
-		if uint64(cpu) >= uint64(info.maxEntries) {
+		if uint64(cpu) >= uint64(info.MaxEntries) {
 			r.release()
-			return nil, fmt.Errorf("ringbuf: new perf reader: CPU %d has no slot in a perf event array of %d entries (keys 0 to %d): %w", cpu, info.maxEntries, int64(info.maxEntries)-1, unix.E2BIG)
+			return nil, fmt.Errorf("ringbuf: new perf reader: CPU %d has no slot in a perf event array of %d entries (keys 0 to %d): %w", cpu, info.MaxEntries, int64(info.MaxEntries)-1, unix.E2BIG)
 		}
 		seen[cpu] = true
 	}
@@ -255,7 +256,7 @@ func (r *PerfReader) openCPU(cpu, pages int, wakeup uint32, watermark bool) erro
 	pageSize := os.Getpagesize()
 	mem, err := mmapShared(fd, 0, (1+pages)*pageSize, unix.PROT_READ|unix.PROT_WRITE)
 	if err != nil {
-		closeFD(fd)
+		bpfsys.CloseFD(fd)
 		return err
 	}
 	r.fds = append(r.fds, fd)
@@ -276,7 +277,7 @@ func (r *PerfReader) openCPU(cpu, pages int, wakeup uint32, watermark bool) erro
 	if err := perfEnable(fd); err != nil {
 		return err
 	}
-	if err := mapUpdateU32(r.mapFD, uint32(cpu), uint32(fd)); err != nil {
+	if err := bpfsys.UpdateU32(r.mapFD, uint32(cpu), uint32(fd)); err != nil {
 		return err
 	}
 	r.keys = append(r.keys, uint32(cpu))
@@ -465,7 +466,7 @@ func (r *PerfReader) release() error {
 	}
 	r.mmaps, r.rings = nil, nil
 	for _, fd := range r.fds {
-		errs = append(errs, closeFD(fd))
+		errs = append(errs, bpfsys.CloseFD(fd))
 	}
 	r.fds = nil
 	if r.ep != nil {
@@ -474,7 +475,7 @@ func (r *PerfReader) release() error {
 	if r.wake != nil {
 		errs = append(errs, r.wake.Close())
 	}
-	errs = append(errs, closeFD(r.mapFD))
+	errs = append(errs, bpfsys.CloseFD(r.mapFD))
 	return errors.Join(errs...)
 }
 

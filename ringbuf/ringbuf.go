@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/eventpipe/eventpipe/eventfd"
+	"github.com/eventpipe/eventpipe/internal/bpfsys"
 	"github.com/eventpipe/eventpipe/poller"
 )
 
@@ -68,9 +69,9 @@ func NewRingReader(mapFD int) (*RingReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ringbuf: new ring reader: %w", err)
 	}
-	r := &RingReader{mapFD: dup, size: int(info.maxEntries)}
+	r := &RingReader{mapFD: dup, size: int(info.MaxEntries)}
 	pageSize := os.Getpagesize()
-	if err := checkRingFlags(info.mapFlags); err != nil {
+	if err := checkRingFlags(info.MapFlags); err != nil {
 		r.release()
 		return nil, fmt.Errorf("ringbuf: new ring reader: %w", err)
 	}
@@ -239,7 +240,7 @@ func (r *RingReader) release() error {
 	if r.wake != nil {
 		errs = append(errs, r.wake.Close())
 	}
-	errs = append(errs, closeFD(r.mapFD))
+	errs = append(errs, bpfsys.CloseFD(r.mapFD))
 	return errors.Join(errs...)
 }
 
