@@ -383,24 +383,12 @@ func (r *PerfReader) Poll(timeout time.Duration, h Handler) (n int, err error) {
 		return 0, err
 	}
 	defer func() { err = r.leave(err) }() // see Consume
-	var deadline time.Time
-	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
-	}
+	t := newPollTimeout(timeout)
 	for {
 		if n, err = r.consumeAll(&h); n > 0 || err != nil || r.g.closed() {
 			return n, err
 		}
-		wait := timeout
-		if timeout > 0 {
-			if wait = time.Until(deadline); wait <= 0 {
-				return 0, nil
-			}
-		}
-		if timeout == 0 {
-			return 0, nil
-		}
-		if _, err = r.ep.Wait(r.events[:], wait); err != nil {
+		if ok, err := t.wait(r.ep, r.events[:]); !ok || err != nil {
 			return 0, err
 		}
 	}

@@ -186,10 +186,7 @@ func (r *RingReader) Poll(timeout time.Duration, fn func(data []byte)) (n int, e
 		return 0, err
 	}
 	defer func() { err = r.leave(err) }() // see Consume
-	var deadline time.Time
-	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
-	}
+	t := newPollTimeout(timeout)
 	for {
 		n, err = r.ring.consume(fn, &r.stats, &r.g)
 		if n > 0 || err != nil || r.g.closed() || r.ring.available() > 0 {
@@ -197,16 +194,7 @@ func (r *RingReader) Poll(timeout time.Duration, fn func(data []byte)) (n int, e
 			// is reserved, and the ring stays readable until its commit.
 			return n, err
 		}
-		wait := timeout
-		if timeout > 0 {
-			if wait = time.Until(deadline); wait <= 0 {
-				return 0, nil
-			}
-		}
-		if timeout == 0 {
-			return 0, nil
-		}
-		if _, err = r.ep.Wait(r.events[:], wait); err != nil {
+		if ok, err := t.wait(r.ep, r.events[:]); !ok || err != nil {
 			return 0, err
 		}
 	}

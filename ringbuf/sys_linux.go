@@ -26,6 +26,11 @@ var openMapByID = bpfsys.OpenMapByID
 // every process. wakeup is the number of records (or, with watermark, of
 // bytes) the kernel writes before it wakes the reader.
 func openBPFOutput(cpu int, wakeup uint32, watermark bool) (int, error) {
+	return openOutputEvent(cpu, wakeup, watermark, false)
+}
+
+// openOutputEvent is openBPFOutput, and with timed openTimedEvent.
+func openOutputEvent(cpu int, wakeup uint32, watermark, timed bool) (int, error) {
 	attr := unix.PerfEventAttr{
 		Type:        unix.PERF_TYPE_SOFTWARE,
 		Config:      unix.PERF_COUNT_SW_BPF_OUTPUT,
@@ -37,6 +42,11 @@ func openBPFOutput(cpu int, wakeup uint32, watermark bool) (int, error) {
 	attr.Size = uint32(unsafe.Sizeof(attr))
 	if watermark {
 		attr.Bits |= unix.PerfBitWatermark
+	}
+	if timed {
+		attr.Sample_type |= unix.PERF_SAMPLE_TIME
+		attr.Bits |= unix.PerfBitUseClockID
+		attr.Clockid = unix.CLOCK_MONOTONIC
 	}
 	fd, err := unix.PerfEventOpen(&attr, -1, cpu, -1, unix.PERF_FLAG_FD_CLOEXEC)
 	if err != nil {
