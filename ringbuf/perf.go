@@ -92,6 +92,15 @@ type perfCounters struct {
 	samples, lost, skipped, resyncs atomic.Uint64
 }
 
+func (c *perfCounters) load() PerfStats {
+	return PerfStats{
+		Samples: c.samples.Load(),
+		Lost:    c.lost.Load(),
+		Skipped: c.skipped.Load(),
+		Resyncs: c.resyncs.Load(),
+	}
+}
+
 // PerfReader reads the per-CPU perf event rings behind a
 // BPF_MAP_TYPE_PERF_EVENT_ARRAY. Consume, Poll and Pending must not run
 // concurrently with each other (call them from one goroutine, normally the
@@ -429,12 +438,7 @@ func (r *PerfReader) leave(err error) error { return r.g.leave(err, r) }
 // Stats returns the reader's counters. It may be called from any goroutine,
 // also after Close.
 func (r *PerfReader) Stats() PerfStats {
-	return PerfStats{
-		Samples: r.stats.samples.Load(),
-		Lost:    r.stats.lost.Load(),
-		Skipped: r.stats.skipped.Load(),
-		Resyncs: r.stats.resyncs.Load(),
-	}
+	return r.stats.load()
 }
 
 // Close removes the descriptors the reader stored in the map, unmaps its
