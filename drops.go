@@ -6,10 +6,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/eventpipe/eventpipe/ringbuf"
+	"github.com/eventpipe/eventpipe/internal/bpfsys"
 )
 
 // dropCounter reads the map a BPF program counts its failed ring buffer
@@ -44,37 +45,31 @@ func (p *Pipe) CountDrops(mapFD int) error {
 	if err := p.errIfClosed("count drops"); err != nil {
 		return err
 	}
-	fd, err := dupFD(mapFD)
+	fd, err := bpfsys.DupFD(mapFD)
 	if err != nil {
 		return fmt.Errorf("eventpipe: count drops: %w", err)
 	}
-	info, err := mapInfo(fd)
-	if err == nil && (info.keySize != 4 || info.valueSize != 8 || info.maxEntries < 1 ||
-		(info.typ != unix.BPF_MAP_TYPE_PERCPU_ARRAY && info.typ != unix.BPF_MAP_TYPE_ARRAY)) {
+	info, err := bpfsys.GetMapInfo(fd)
+	if err == nil && (info.KeySize != 4 || info.ValueSize != 8 || info.MaxEntries < 1 ||
+		(info.Type != unix.BPF_MAP_TYPE_PERCPU_ARRAY && info.Type != unix.BPF_MAP_TYPE_ARRAY)) {
 		err = fmt.Errorf("map type %d, key %d bytes, value %d bytes is not an array of 8-byte counters: %w",
-			info.typ, info.keySize, info.valueSize, unix.EINVAL)
+			info.Type, info.KeySize, info.ValueSize, unix.EINVAL)
 	}
 	n := 1
-	if err == nil && info.typ == unix.BPF_MAP_TYPE_PERCPU_ARRAY {
-		var cpus []int
-		if cpus, err = ringbuf.PossibleCPUs(); err == nil {
-			n = 0
-			for _, c := range cpus {
-				n = max(n, c+1)
-			}
-		}
+	if err == nil && info.Type == unix.BPF_MAP_TYPE_PERCPU_ARRAY {
+		n, err = cpuSlots()
 	}
 	if err != nil {
-		closeFD(fd)
+		bpfsys.CloseFD(fd)
 		return fmt.Errorf("eventpipe: count drops: %w", err)
 	}
 	d := &p.drops
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.fd >= 0 {
-		closeFD(d.fd)
+		bpfsys.CloseFD(d.fd)
 	}
-	d.fd, d.percpu, d.value = fd, info.typ == unix.BPF_MAP_TYPE_PERCPU_ARRAY, make([]byte, 8*n)
+	d.fd, d.percpu, d.value = fd, info.Type == unix.BPF_MAP_TYPE_PERCPU_ARRAY, make([]byte, 8*n)
 	return nil
 }
 
@@ -85,7 +80,7 @@ func (d *dropCounter) sum() uint64 {
 	if d.fd < 0 {
 		return d.lastSum
 	}
-	if err := mapLookup(d.fd, 0, d.value); err != nil {
+	if err := bpfsys.Lookup(d.fd, 0, unsafe.Pointer(&d.value[0])); err != nil {
 		return d.lastSum
 	}
 	var s uint64
@@ -103,7 +98,7 @@ func (d *dropCounter) close() error {
 	if d.fd < 0 {
 		return nil
 	}
-	err := closeFD(d.fd)
+	err := bpfsys.CloseFD(d.fd)
 	d.fd = -1
 	return err
 }

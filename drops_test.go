@@ -9,14 +9,13 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/eventpipe/eventpipe/internal/bpfsys"
 	"github.com/eventpipe/eventpipe/internal/bpftest"
 )
 
 func mapUpdate(t testing.TB, fd int, key uint32, value []byte) {
 	t.Helper()
-	attr := bpfMapElemAttr{mapFD: uint32(fd), key: unsafe.Pointer(&key), value: unsafe.Pointer(&value[0])}
-	_, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_UPDATE_ELEM, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
-	require.Zero(t, errno)
+	require.NoError(t, bpfsys.Update(fd, key, unsafe.Pointer(&value[0]), unix.BPF_ANY))
 }
 
 // Stats.RingDropped is the sum over CPUs of the drop counter a program
@@ -29,7 +28,7 @@ func TestCountDrops(t *testing.T) {
 	ncpu, err := bpftest.PossibleCPUs()
 	require.NoError(t, err)
 
-	fd, err := createMap(unix.BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 1, "drops")
+	fd, err := bpfsys.CreateMap(unix.BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 1, 0, "drops")
 	require.NoError(t, err)
 	defer unix.Close(fd)
 	value := make([]byte, 8*ncpu)
@@ -42,14 +41,14 @@ func TestCountDrops(t *testing.T) {
 	require.NoError(t, p.CountDrops(fd))
 	require.Equal(t, want, p.Stats().RingDropped)
 
-	plain, err := createMap(unix.BPF_MAP_TYPE_ARRAY, 4, 8, 1, "drops")
+	plain, err := bpfsys.CreateMap(unix.BPF_MAP_TYPE_ARRAY, 4, 8, 1, 0, "drops")
 	require.NoError(t, err)
 	defer unix.Close(plain)
 	mapUpdate(t, plain, 0, []byte{7, 0, 0, 0, 0, 0, 0, 0})
 	require.NoError(t, p.CountDrops(plain))
 	require.Equal(t, uint64(7), p.Stats().RingDropped)
 
-	wrong, err := createMap(unix.BPF_MAP_TYPE_ARRAY, 4, 4, 1, "drops")
+	wrong, err := bpfsys.CreateMap(unix.BPF_MAP_TYPE_ARRAY, 4, 4, 1, 0, "drops")
 	require.NoError(t, err)
 	defer unix.Close(wrong)
 	require.ErrorIs(t, p.CountDrops(wrong), unix.EINVAL)

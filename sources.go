@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/eventpipe/eventpipe/internal/bpfsys"
 	"github.com/eventpipe/eventpipe/loop"
 	"github.com/eventpipe/eventpipe/poller"
 	"github.com/eventpipe/eventpipe/ringbuf"
@@ -48,7 +49,7 @@ func (s *perfSource) close() error {
 	}
 	err := s.rings.Close()
 	if s.mapFD >= 0 {
-		err = errors.Join(err, closeFD(s.mapFD))
+		err = errors.Join(err, bpfsys.CloseFD(s.mapFD))
 	}
 	return err
 }
@@ -64,7 +65,7 @@ func (s *ringSource) close() error {
 	s.w.Close(nil)
 	err := s.reader.Close()
 	if s.mapFD >= 0 {
-		err = errors.Join(err, closeFD(s.mapFD))
+		err = errors.Join(err, bpfsys.CloseFD(s.mapFD))
 	}
 	return err
 }
@@ -79,20 +80,16 @@ func (p *Pipe) CreatePerfArray(pagesPerCPU int) (mapFD int, err error) {
 	if err := p.errIfClosed("create perf array"); err != nil {
 		return -1, err
 	}
-	cpus, err := ringbuf.PossibleCPUs()
+	slots, err := cpuSlots()
 	if err != nil {
 		return -1, err
 	}
-	slots := 0
-	for _, c := range cpus {
-		slots = max(slots, c+1)
-	}
-	fd, err := createMap(unix.BPF_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, uint32(slots), "eventpipe_perf")
+	fd, err := bpfsys.CreateMap(unix.BPF_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, uint32(slots), 0, "eventpipe_perf")
 	if err != nil {
 		return -1, fmt.Errorf("eventpipe: create perf array: %w", err)
 	}
 	if err := p.attachPerf(fd, ringbuf.PerfOptions{PagesPerCPU: pagesPerCPU}, true); err != nil {
-		closeFD(fd)
+		bpfsys.CloseFD(fd)
 		return -1, err
 	}
 	return fd, nil
@@ -147,6 +144,20 @@ func (p *Pipe) attachPerf(mapFD int, opts ringbuf.PerfOptions, owned bool) error
 	return nil
 }
 
+// cpuSlots is the number of entries a map keyed by CPU needs: one past
+// the highest possible CPU, so a CPU that comes online later has its slot.
+func cpuSlots() (int, error) {
+	cpus, err := ringbuf.PossibleCPUs()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range cpus {
+		n = max(n, c+1)
+	}
+	return n, nil
+}
+
 // consumePerf drains a perf source in arrival order.
 func (p *Pipe) consumePerf(s *perfSource) {
 	p.readerCalls++
@@ -166,12 +177,12 @@ func (p *Pipe) CreateRingBuf(size int) (mapFD int, err error) {
 	if size <= 0 || size > 1<<31 {
 		return -1, fmt.Errorf("eventpipe: create ring buffer of %d bytes: %w", size, unix.EINVAL)
 	}
-	fd, err := createMap(unix.BPF_MAP_TYPE_RINGBUF, 0, 0, uint32(size), "eventpipe_ring")
+	fd, err := bpfsys.CreateMap(unix.BPF_MAP_TYPE_RINGBUF, 0, 0, uint32(size), 0, "eventpipe_ring")
 	if err != nil {
 		return -1, fmt.Errorf("eventpipe: create ring buffer: %w", err)
 	}
 	if err := p.attachRing(fd, true); err != nil {
-		closeFD(fd)
+		bpfsys.CloseFD(fd)
 		return -1, err
 	}
 	return fd, nil

@@ -13,24 +13,20 @@ import (
 // recvmmsg fills up to len(msgs) messages without blocking (the socket is
 // non-blocking); it retries EINTR.
 func recvmmsg(fd int, msgs []unix.Mmsghdr) (int, error) {
-	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd),
-			uintptr(unsafe.Pointer(unsafe.SliceData(msgs))), uintptr(len(msgs)), 0, 0, 0)
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return 0, e
-		}
-		return int(n), nil
-	}
+	return mmsg(unix.SYS_RECVMMSG, fd, msgs)
 }
 
 // sendmmsg sends up to len(msgs) messages; it returns how many the kernel
 // took, or the error of the first one when it took none.
 func sendmmsg(fd int, msgs []unix.Mmsghdr) (int, error) {
+	return mmsg(unix.SYS_SENDMMSG, fd, msgs)
+}
+
+// mmsg makes the recvmmsg or sendmmsg call (no flags, no timeout),
+// retrying EINTR.
+func mmsg(trap uintptr, fd int, msgs []unix.Mmsghdr) (int, error) {
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd),
+		n, _, e := unix.Syscall6(trap, uintptr(fd),
 			uintptr(unsafe.Pointer(unsafe.SliceData(msgs))), uintptr(len(msgs)), 0, 0, 0)
 		if e == unix.EINTR {
 			continue

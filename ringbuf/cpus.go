@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/eventpipe/eventpipe/internal/bpfsys"
 )
 
 // PossibleCPUs returns the CPUs the kernel could ever bring online
@@ -15,5 +17,14 @@ func PossibleCPUs() ([]int, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ringbuf: possible CPUs: %w", err)
 	}
-	return parseCPUList(strings.TrimSpace(string(b)))
+	return bpfsys.ParseCPUList(strings.TrimSpace(string(b)))
+}
+
+// onlineCPUs reads the kernel's list of online CPUs.
+func onlineCPUs() ([]int, error) {
+	b, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		return nil, fmt.Errorf("online CPUs: %w", err)
+	}
+	return bpfsys.ParseCPUList(strings.TrimSpace(string(b)))
 }

@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/eventpipe/eventpipe/internal/bpfsys"
 	"github.com/eventpipe/eventpipe/internal/bpftest"
 	"github.com/eventpipe/eventpipe/internal/leakcheck"
 )
@@ -128,7 +129,7 @@ func TestPerfReaderPreserveElemsDeletesKeys(t *testing.T) {
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := mapDeleteU32(fd, uint32(cpu)); !errors.Is(err, unix.ENOENT) {
+	if err := bpfsys.DeleteU32(fd, uint32(cpu)); !errors.Is(err, unix.ENOENT) {
 		t.Errorf("slot after Close: %v, want already empty (ENOENT)", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/eventpipe/eventpipe/internal/bpfsys"
 	"github.com/eventpipe/eventpipe/internal/bpftest"
 	"github.com/eventpipe/eventpipe/internal/leakcheck"
 )
@@ -21,7 +22,7 @@ import (
 func swapDup(t *testing.T, other int) {
 	t.Helper()
 	orig := dupMap
-	dupMap = func(int) (int, error) { return dupFD(other) }
+	dupMap = func(int) (int, error) { return bpfsys.DupFD(other) }
 	t.Cleanup(func() { dupMap = orig })
 }
 
@@ -115,14 +116,7 @@ func createRingMap(size int, flags uint32) (int, error) {
 
 // createMap creates a map of any type with map flags.
 func createMap(typ, keySize, valueSize, maxEntries, flags uint32) (int, error) {
-	attr := struct {
-		mapType, keySize, valueSize, maxEntries, mapFlags uint32
-	}{typ, keySize, valueSize, maxEntries, flags}
-	fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_CREATE, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
-	if errno != 0 {
-		return -1, os.NewSyscallError("bpf(BPF_MAP_CREATE)", errno)
-	}
-	return int(fd), nil
+	return bpfsys.CreateMap(typ, keySize, valueSize, maxEntries, flags, "")
 }
 
 // TestReadersRefuseDescriptorsPast32Bits: the kernel reads a descriptor
@@ -189,7 +183,7 @@ func loadTrivialProgram() (int, error) {
 	attr := struct {
 		progType, insnCnt uint32
 		insns             unsafe.Pointer
-		_                 ptrPad
+		_                 bpfsys.PtrPad
 		license           unsafe.Pointer // last: a trailing ptrPad would add unspecified padding
 	}{progType: unix.BPF_PROG_TYPE_SOCKET_FILTER, insnCnt: 2, insns: unsafe.Pointer(&insns[0]), license: unsafe.Pointer(&license[0])}
 	fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_LOAD, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/eventpipe/eventpipe/eventfd"
+	"github.com/eventpipe/eventpipe/internal/bpfsys"
 	"github.com/eventpipe/eventpipe/poller"
 )
 
@@ -89,6 +90,15 @@ type PerfStats struct {
 // perfCounters backs PerfStats; Consume adds to it once per batch.
 type perfCounters struct {
 	samples, lost, skipped, resyncs atomic.Uint64
+}
+
+func (c *perfCounters) load() PerfStats {
+	return PerfStats{
+		Samples: c.samples.Load(),
+		Lost:    c.lost.Load(),
+		Skipped: c.skipped.Load(),
+		Resyncs: c.resyncs.Load(),
+	}
 }
 
 // PerfReader reads the per-CPU perf event rings behind a
@@ -183,7 +193,7 @@ func NewPerfReader(mapFD int, opts PerfOptions) (*PerfReader, error) {
 	}
 
 	r := &PerfReader{timed: opts.Timestamps}
-	var info bpfMapInfo
+	var info bpfsys.MapInfo
 	var err error
 	if r.mapFD, info, err = openMap(mapFD, unix.BPF_MAP_TYPE_PERF_EVENT_ARRAY); err != nil {
 		return nil, fmt.Errorf("ringbuf: new perf reader: %w", err)
@@ -195,9 +205,9 @@ func NewPerfReader(mapFD int, opts PerfOptions) (*PerfReader, error) {
 			r.release()
 			return nil, fmt.Errorf("ringbuf: new perf reader: CPU %d negative or listed twice: %w", cpu, unix.EINVAL)
 		}
-		if uint64(cpu) >= uint64(info.maxEntries) {
+		if uint64(cpu) >= uint64(info.MaxEntries) {
 			r.release()
-			return nil, fmt.Errorf("ringbuf: new perf reader: CPU %d has no slot in a perf event array of %d entries (keys 0 to %d): %w", cpu, info.maxEntries, int64(info.maxEntries)-1, unix.E2BIG)
+			return nil, fmt.Errorf("ringbuf: new perf reader: CPU %d has no slot in a perf event array of %d entries (keys 0 to %d): %w", cpu, info.MaxEntries, int64(info.MaxEntries)-1, unix.E2BIG)
 		}
 		seen[cpu] = true
 	}
@@ -255,7 +265,7 @@ func (r *PerfReader) openCPU(cpu, pages int, wakeup uint32, watermark bool) erro
 	pageSize := os.Getpagesize()
 	mem, err := mmapShared(fd, 0, (1+pages)*pageSize, unix.PROT_READ|unix.PROT_WRITE)
 	if err != nil {
-		closeFD(fd)
+		bpfsys.CloseFD(fd)
 		return err
 	}
 	r.fds = append(r.fds, fd)
@@ -276,7 +286,7 @@ func (r *PerfReader) openCPU(cpu, pages int, wakeup uint32, watermark bool) erro
 	if err := perfEnable(fd); err != nil {
 		return err
 	}
-	if err := mapUpdateU32(r.mapFD, uint32(cpu), uint32(fd)); err != nil {
+	if err := bpfsys.UpdateU32(r.mapFD, uint32(cpu), uint32(fd)); err != nil {
 		return err
 	}
 	r.keys = append(r.keys, uint32(cpu))
@@ -382,24 +392,12 @@ func (r *PerfReader) Poll(timeout time.Duration, h Handler) (n int, err error) {
 		return 0, err
 	}
 	defer func() { err = r.leave(err) }() // see Consume
-	var deadline time.Time
-	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
-	}
+	t := newPollTimeout(timeout)
 	for {
 		if n, err = r.consumeAll(&h); n > 0 || err != nil || r.g.closed() {
 			return n, err
 		}
-		wait := timeout
-		if timeout > 0 {
-			if wait = time.Until(deadline); wait <= 0 {
-				return 0, nil
-			}
-		}
-		if timeout == 0 {
-			return 0, nil
-		}
-		if _, err = r.ep.Wait(r.events[:], wait); err != nil {
+		if ok, err := t.wait(r.ep, r.events[:]); !ok || err != nil {
 			return 0, err
 		}
 	}
@@ -440,12 +438,7 @@ func (r *PerfReader) leave(err error) error { return r.g.leave(err, r) }
 // Stats returns the reader's counters. It may be called from any goroutine,
 // also after Close.
 func (r *PerfReader) Stats() PerfStats {
-	return PerfStats{
-		Samples: r.stats.samples.Load(),
-		Lost:    r.stats.lost.Load(),
-		Skipped: r.stats.skipped.Load(),
-		Resyncs: r.stats.resyncs.Load(),
-	}
+	return r.stats.load()
 }
 
 // Close removes the descriptors the reader stored in the map, unmaps its
@@ -465,7 +458,7 @@ func (r *PerfReader) release() error {
 	}
 	r.mmaps, r.rings = nil, nil
 	for _, fd := range r.fds {
-		errs = append(errs, closeFD(fd))
+		errs = append(errs, bpfsys.CloseFD(fd))
 	}
 	r.fds = nil
 	if r.ep != nil {
@@ -474,7 +467,7 @@ func (r *PerfReader) release() error {
 	if r.wake != nil {
 		errs = append(errs, r.wake.Close())
 	}
-	errs = append(errs, closeFD(r.mapFD))
+	errs = append(errs, bpfsys.CloseFD(r.mapFD))
 	return errors.Join(errs...)
 }
 

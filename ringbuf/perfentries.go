@@ -7,6 +7,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/eventpipe/eventpipe/internal/bpfsys"
 )
 
 // useOwnMapFile replaces the reader's duplicate of the map descriptor with a
@@ -19,15 +21,15 @@ import (
 // duplicate and Close deletes its keys instead. The id names the same map
 // as the duplicate: ids are not reused while the map exists, and the
 // duplicate keeps it alive until the new file is open.
-func (r *PerfReader) useOwnMapFile(info bpfMapInfo) {
-	if info.mapFlags&unix.BPF_F_PRESERVE_ELEMS != 0 {
+func (r *PerfReader) useOwnMapFile(info bpfsys.MapInfo) {
+	if info.MapFlags&unix.BPF_F_PRESERVE_ELEMS != 0 {
 		return
 	}
-	own, err := openMapByID(info.id)
+	own, err := openMapByID(info.ID)
 	if err != nil {
 		return
 	}
-	closeFD(r.mapFD)
+	bpfsys.CloseFD(r.mapFD)
 	r.mapFD, r.owned = own, true
 }
 
@@ -38,13 +40,13 @@ func (r *PerfReader) useOwnMapFile(info bpfMapInfo) {
 // deletes the keys it stored at.
 func (r *PerfReader) removeEntries() []error {
 	if r.owned {
-		err := closeFD(r.mapFD)
+		err := bpfsys.CloseFD(r.mapFD)
 		r.mapFD, r.owned = -1, false
 		return []error{err}
 	}
 	var errs []error
 	for _, key := range r.keys {
-		if err := mapDeleteU32(r.mapFD, key); err != nil && !errors.Is(err, unix.ENOENT) {
+		if err := bpfsys.DeleteU32(r.mapFD, key); err != nil && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("CPU %d: %w", key, err))
 		}
 	}

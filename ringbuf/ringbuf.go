@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/eventpipe/eventpipe/eventfd"
+	"github.com/eventpipe/eventpipe/internal/bpfsys"
 	"github.com/eventpipe/eventpipe/poller"
 )
 
@@ -68,9 +69,9 @@ func NewRingReader(mapFD int) (*RingReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ringbuf: new ring reader: %w", err)
 	}
-	r := &RingReader{mapFD: dup, size: int(info.maxEntries)}
+	r := &RingReader{mapFD: dup, size: int(info.MaxEntries)}
 	pageSize := os.Getpagesize()
-	if err := checkRingFlags(info.mapFlags); err != nil {
+	if err := checkRingFlags(info.MapFlags); err != nil {
 		r.release()
 		return nil, fmt.Errorf("ringbuf: new ring reader: %w", err)
 	}
@@ -185,10 +186,7 @@ func (r *RingReader) Poll(timeout time.Duration, fn func(data []byte)) (n int, e
 		return 0, err
 	}
 	defer func() { err = r.leave(err) }() // see Consume
-	var deadline time.Time
-	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
-	}
+	t := newPollTimeout(timeout)
 	for {
 		n, err = r.ring.consume(fn, &r.stats, &r.g)
 		if n > 0 || err != nil || r.g.closed() || r.ring.available() > 0 {
@@ -196,16 +194,7 @@ func (r *RingReader) Poll(timeout time.Duration, fn func(data []byte)) (n int, e
 			// is reserved, and the ring stays readable until its commit.
 			return n, err
 		}
-		wait := timeout
-		if timeout > 0 {
-			if wait = time.Until(deadline); wait <= 0 {
-				return 0, nil
-			}
-		}
-		if timeout == 0 {
-			return 0, nil
-		}
-		if _, err = r.ep.Wait(r.events[:], wait); err != nil {
+		if ok, err := t.wait(r.ep, r.events[:]); !ok || err != nil {
 			return 0, err
 		}
 	}
@@ -239,7 +228,7 @@ func (r *RingReader) release() error {
 	if r.wake != nil {
 		errs = append(errs, r.wake.Close())
 	}
-	errs = append(errs, closeFD(r.mapFD))
+	errs = append(errs, bpfsys.CloseFD(r.mapFD))
 	return errors.Join(errs...)
 }
 

@@ -251,12 +251,7 @@ func (s *PerfSim) Pending() bool {
 
 // Stats returns the counters of what was read, as PerfReader.Stats.
 func (s *PerfSim) Stats() PerfStats {
-	return PerfStats{
-		Samples: s.stats.samples.Load(),
-		Lost:    s.stats.lost.Load(),
-		Skipped: s.stats.skipped.Load(),
-		Resyncs: s.stats.resyncs.Load(),
-	}
+	return s.stats.load()
 }
 
 // Close makes every later call fail with an error wrapping os.ErrClosed.

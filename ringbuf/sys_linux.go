@@ -5,89 +5,12 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/eventpipe/eventpipe/internal/bpfsys"
 )
-
-// ptrPad widens an unsafe.Pointer field to the __aligned_u64 union bpf_attr
-// uses for pointers, on 32-bit (little-endian) platforms; it is empty on
-// 64-bit ones. Pointer fields stay unsafe.Pointer, rather than uintptr, so
-// the garbage collector and stack copying see the referent while the
-// syscall runs.
-type ptrPad [8 - unsafe.Sizeof(uintptr(0))]byte
-
-// bpfMapElemAttr is the BPF_MAP_*_ELEM variant of union bpf_attr.
-type bpfMapElemAttr struct {
-	mapFD uint32
-	_     uint32
-	key   unsafe.Pointer
-	_     ptrPad
-	value unsafe.Pointer
-	_     ptrPad
-	flags uint64
-}
-
-// bpfInfoAttr is the BPF_OBJ_GET_INFO_BY_FD variant of union bpf_attr.
-type bpfInfoAttr struct {
-	fd      uint32
-	infoLen uint32
-	info    unsafe.Pointer
-	_       ptrPad
-}
-
-// bpfInfoAttrSize is the size passed for a bpfInfoAttr. Not unsafe.Sizeof:
-// a struct ending in a zero-size field (ptrPad on 64-bit) is padded, the
-// padding's content is unspecified, and the kernel rejects an attribute
-// with non-zero bytes past the fields the command uses.
-const bpfInfoAttrSize = 16
-
-// bpfMapInfo is the leading part of struct bpf_map_info; the kernel copies
-// no more than infoLen bytes, so the tail we do not need can be left off.
-type bpfMapInfo struct {
-	typ        uint32
-	id         uint32
-	keySize    uint32
-	valueSize  uint32
-	maxEntries uint32
-	mapFlags   uint32
-}
-
-func bpfCall(cmd uintptr, attr unsafe.Pointer, size uintptr) error {
-	_, _, errno := unix.Syscall(unix.SYS_BPF, cmd, uintptr(attr), size)
-	if errno != 0 {
-		return errno
-	}
-	return nil
-}
-
-// mapInfo returns the type and geometry of the BPF map behind fd.
-func mapInfo(fd int) (bpfMapInfo, error) {
-	var info bpfMapInfo
-	attr := bpfInfoAttr{
-		fd:      uint32(fd),
-		infoLen: uint32(unsafe.Sizeof(info)),
-		info:    unsafe.Pointer(&info),
-	}
-	err := bpfCall(unix.BPF_OBJ_GET_INFO_BY_FD, unsafe.Pointer(&attr), bpfInfoAttrSize)
-	if errors.Is(err, unix.EBADFD) {
-		// The kernel says EBADFD for a descriptor that is not open here;
-		// callers test for EBADF, so the error matches both.
-		return info, fmt.Errorf("bpf(BPF_OBJ_GET_INFO_BY_FD): %w (%w)", unix.EBADF, err)
-	}
-	if err != nil {
-		return info, os.NewSyscallError("bpf(BPF_OBJ_GET_INFO_BY_FD)", err)
-	}
-	return info, nil
-}
-
-// bpfGetByIDAttr is the BPF_MAP_GET_FD_BY_ID variant of union bpf_attr.
-type bpfGetByIDAttr struct {
-	id        uint32
-	nextID    uint32
-	openFlags uint32
-}
 
 // openMapByID opens a new file for the map with this id. Unlike a dup, which
 // shares the caller's file, the descriptor names a file of its own, and the
@@ -97,45 +20,17 @@ type bpfGetByIDAttr struct {
 // deletes the entries whose map_file it is). The kernel allows the call with
 // CAP_SYS_ADMIN only and answers EPERM otherwise. Tests replace it to force
 // that refusal.
-var openMapByID = func(id uint32) (int, error) {
-	attr := bpfGetByIDAttr{id: id}
-	fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_GET_FD_BY_ID, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
-	if errno != 0 {
-		return -1, os.NewSyscallError("bpf(BPF_MAP_GET_FD_BY_ID)", errno)
-	}
-	return int(fd), nil // close-on-exec, as every BPF descriptor
-}
-
-// mapUpdateU32 stores value at key in a map with 4-byte keys and values.
-func mapUpdateU32(mapFD int, key, value uint32) error {
-	attr := bpfMapElemAttr{
-		mapFD: uint32(mapFD),
-		key:   unsafe.Pointer(&key),
-		value: unsafe.Pointer(&value),
-		flags: unix.BPF_ANY,
-	}
-	if err := bpfCall(unix.BPF_MAP_UPDATE_ELEM, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err != nil {
-		return os.NewSyscallError("bpf(BPF_MAP_UPDATE_ELEM)", err)
-	}
-	return nil
-}
-
-// mapDeleteU32 removes key from a map with 4-byte keys.
-func mapDeleteU32(mapFD int, key uint32) error {
-	attr := bpfMapElemAttr{
-		mapFD: uint32(mapFD),
-		key:   unsafe.Pointer(&key),
-	}
-	if err := bpfCall(unix.BPF_MAP_DELETE_ELEM, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err != nil {
-		return os.NewSyscallError("bpf(BPF_MAP_DELETE_ELEM)", err)
-	}
-	return nil
-}
+var openMapByID = bpfsys.OpenMapByID
 
 // openBPFOutput opens a disabled PERF_COUNT_SW_BPF_OUTPUT event on cpu for
 // every process. wakeup is the number of records (or, with watermark, of
 // bytes) the kernel writes before it wakes the reader.
 func openBPFOutput(cpu int, wakeup uint32, watermark bool) (int, error) {
+	return openOutputEvent(cpu, wakeup, watermark, false)
+}
+
+// openOutputEvent is openBPFOutput, and with timed openTimedEvent.
+func openOutputEvent(cpu int, wakeup uint32, watermark, timed bool) (int, error) {
 	attr := unix.PerfEventAttr{
 		Type:        unix.PERF_TYPE_SOFTWARE,
 		Config:      unix.PERF_COUNT_SW_BPF_OUTPUT,
@@ -147,6 +42,11 @@ func openBPFOutput(cpu int, wakeup uint32, watermark bool) (int, error) {
 	attr.Size = uint32(unsafe.Sizeof(attr))
 	if watermark {
 		attr.Bits |= unix.PerfBitWatermark
+	}
+	if timed {
+		attr.Sample_type |= unix.PERF_SAMPLE_TIME
+		attr.Bits |= unix.PerfBitUseClockID
+		attr.Clockid = unix.CLOCK_MONOTONIC
 	}
 	fd, err := unix.PerfEventOpen(&attr, -1, cpu, -1, unix.PERF_FLAG_FD_CLOEXEC)
 	if err != nil {
@@ -180,24 +80,25 @@ func munmap(b []byte) error {
 	return os.NewSyscallError("munmap", unix.Munmap(b))
 }
 
-// dupMap is dupFD for the map a constructor is given; tests replace it to
-// play a caller's descriptor number being reused between two steps.
-var dupMap = dupFD
+// dupMap takes the reader's own reference to the map a constructor is
+// given, so the caller may close theirs; tests replace it to play a caller's
+// descriptor number being reused between two steps.
+var dupMap = bpfsys.DupFD
 
 // openMap takes the reader's own reference to the caller's map and then
 // checks the type of the map behind that reference. Checking the duplicate
 // rather than the caller's number means the map kept is the map checked,
 // even if the caller's number is closed and reused meanwhile.
-func openMap(fd int, typ uint32) (int, bpfMapInfo, error) {
+func openMap(fd int, typ uint32) (int, bpfsys.MapInfo, error) {
 	// The kernel reads a descriptor as a 32-bit int: 1<<32+fd would be fd.
 	if fd < 0 || fd > 1<<31-1 {
-		return -1, bpfMapInfo{}, fmt.Errorf("map descriptor %d out of range: %w", fd, unix.EBADF)
+		return -1, bpfsys.MapInfo{}, fmt.Errorf("map descriptor %d out of range: %w", fd, unix.EBADF)
 	}
 	dup, err := dupMap(fd)
 	if err != nil {
-		return -1, bpfMapInfo{}, fmt.Errorf("map descriptor %d: %w", fd, err)
+		return -1, bpfsys.MapInfo{}, fmt.Errorf("map descriptor %d: %w", fd, err)
 	}
-	info, err := mapInfo(dup)
+	info, err := bpfsys.GetMapInfo(dup)
 	switch {
 	case err == nil && !isBPFMap(dup):
 		// A program or link answers BPF_OBJ_GET_INFO_BY_FD with its own
@@ -206,12 +107,12 @@ func openMap(fd int, typ uint32) (int, bpfMapInfo, error) {
 	case errors.Is(err, unix.EINVAL):
 		// What the kernel says for a descriptor that is not a BPF object.
 		err = fmt.Errorf("descriptor %d is not a BPF map: %w", fd, err)
-	case err == nil && info.typ != typ:
-		err = fmt.Errorf("map is %s, not %s: %w", mapTypeName(info.typ), mapTypeName(typ), unix.EINVAL)
+	case err == nil && info.Type != typ:
+		err = fmt.Errorf("map is %s, not %s: %w", mapTypeName(info.Type), mapTypeName(typ), unix.EINVAL)
 	}
 	if err != nil {
-		closeFD(dup)
-		return -1, bpfMapInfo{}, err
+		bpfsys.CloseFD(dup)
+		return -1, bpfsys.MapInfo{}, err
 	}
 	return dup, info, nil
 }
@@ -237,53 +138,4 @@ func checkRingFlags(flags uint32) error {
 		return fmt.Errorf("ring buffer in overwrite mode (BPF_F_RB_OVERWRITE, map flags %#x): %w", flags, unix.EOPNOTSUPP)
 	}
 	return nil
-}
-
-// dupFD takes the reader's own reference to a caller's descriptor, so the
-// caller may close theirs and a reused descriptor number can never be
-// mistaken for the map.
-func dupFD(fd int) (int, error) {
-	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return -1, os.NewSyscallError("fcntl(F_DUPFD_CLOEXEC)", err)
-	}
-	return nfd, nil
-}
-
-func closeFD(fd int) error {
-	if fd < 0 {
-		return nil
-	}
-	return os.NewSyscallError("close", unix.Close(fd))
-}
-
-// onlineCPUs reads the kernel's list of online CPUs.
-func onlineCPUs() ([]int, error) {
-	b, err := os.ReadFile("/sys/devices/system/cpu/online")
-	if err != nil {
-		return nil, fmt.Errorf("online CPUs: %w", err)
-	}
-	return parseCPUList(strings.TrimSpace(string(b)))
-}
-
-// parseCPUList parses the kernel's cpulist format, e.g. "0-3,5,7-8".
-func parseCPUList(s string) ([]int, error) {
-	var cpus []int
-	for _, part := range strings.Split(s, ",") {
-		lo, hi, isRange := strings.Cut(part, "-")
-		first, err := strconv.Atoi(lo)
-		if err != nil || first < 0 {
-			return nil, fmt.Errorf("bad CPU list %q: %w", s, unix.EINVAL)
-		}
-		last := first
-		if isRange {
-			if last, err = strconv.Atoi(hi); err != nil || last < first {
-				return nil, fmt.Errorf("bad CPU list %q: %w", s, unix.EINVAL)
-			}
-		}
-		for c := first; c <= last; c++ {
-			cpus = append(cpus, c)
-		}
-	}
-	return cpus, nil
 }

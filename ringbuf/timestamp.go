@@ -2,13 +2,7 @@
 
 package ringbuf
 
-import (
-	"encoding/binary"
-	"os"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
-)
+import "encoding/binary"
 
 // perfTimeSize is the PERF_SAMPLE_TIME word. In a sample record the kernel
 // writes the sample_type fields in a fixed order (ip, tid, time, addr, id,
@@ -22,24 +16,7 @@ const perfTimeSize = 8
 // the other CPUs' events. Without use_clockid the kernel stamps records with
 // perf's local clock, which is neither.
 func openTimedEvent(cpu int, wakeup uint32, watermark bool) (int, error) {
-	attr := unix.PerfEventAttr{
-		Type:        unix.PERF_TYPE_SOFTWARE,
-		Config:      unix.PERF_COUNT_SW_BPF_OUTPUT,
-		Sample:      1,
-		Sample_type: unix.PERF_SAMPLE_RAW | unix.PERF_SAMPLE_TIME,
-		Bits:        unix.PerfBitDisabled | unix.PerfBitUseClockID,
-		Wakeup:      wakeup,
-		Clockid:     unix.CLOCK_MONOTONIC,
-	}
-	attr.Size = uint32(unsafe.Sizeof(attr))
-	if watermark {
-		attr.Bits |= unix.PerfBitWatermark
-	}
-	fd, err := unix.PerfEventOpen(&attr, -1, cpu, -1, unix.PERF_FLAG_FD_CLOEXEC)
-	if err != nil {
-		return -1, os.NewSyscallError("perf_event_open", err)
-	}
-	return fd, nil
+	return openOutputEvent(cpu, wakeup, watermark, true)
 }
 
 // sample parses a PERF_RECORD_SAMPLE rec (header included) of this ring:

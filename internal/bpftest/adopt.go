@@ -2,9 +2,10 @@ package bpftest
 
 import (
 	"fmt"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/eventpipe/eventpipe/internal/bpfsys"
 )
 
 // OpenMap returns a Map over a duplicate of fd, a BPF map someone else
@@ -12,22 +13,16 @@ import (
 // producers can write into it and lookups can check it. Closing the Map
 // closes the duplicate only.
 func OpenMap(fd int) (*Map, error) {
-	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	dup, err := bpfsys.DupFD(fd)
 	if err != nil {
-		return nil, fmt.Errorf("bpftest: open map %d: %w", fd, err)
+		return nil, fmt.Errorf("bpftest: open map %d: %w", fd, errno(err))
 	}
-	var info struct {
-		typ, id, keySize, valueSize, maxEntries, mapFlags uint32
-	}
-	attr := struct {
-		fd, infoLen uint32
-		info        kptr
-	}{fd: uint32(dup), infoLen: uint32(unsafe.Sizeof(info)), info: kptr{p: unsafe.Pointer(&info)}}
-	if _, err := bpf(unix.BPF_OBJ_GET_INFO_BY_FD, unsafe.Pointer(&attr), 16); err != nil {
+	info, err := bpfsys.GetMapInfo(dup)
+	if err != nil {
 		unix.Close(dup)
-		return nil, fmt.Errorf("bpftest: open map %d: %w", fd, err)
+		return nil, fmt.Errorf("bpftest: open map %d: %w", fd, errno(err))
 	}
-	return &Map{fd: dup, typ: info.typ, valueSize: info.valueSize, maxEntries: info.maxEntries}, nil
+	return &Map{fd: dup, typ: info.Type, valueSize: info.ValueSize, maxEntries: info.MaxEntries}, nil
 }
 
 // MaxEntries returns the number of slots the map was created with.

@@ -3,9 +3,9 @@
 // package ringbuf are tested against what Linux really produces rather than
 // against hand-made bytes.
 //
-// It is internal and not part of eventpipe's API. It speaks bpf(2) directly
-// through golang.org/x/sys/unix, with a handful of hand-assembled BPF
-// programs and no C toolchain or BPF library.
+// It is internal and not part of eventpipe's API. It speaks bpf(2) directly,
+// through the shims of internal/bpfsys, with a handful of hand-assembled
+// BPF programs and no C toolchain or BPF library.
 //
 // A [Producer] is a socket-filter program attached to one end of an AF_UNIX
 // datagram socketpair. Each [Producer.Emit] sends one datagram; the filter

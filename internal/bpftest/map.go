@@ -4,12 +4,14 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/eventpipe/eventpipe/internal/bpfsys"
 )
 
 // Map is a BPF map owned by the test. The kernel keeps a map alive while a
@@ -116,7 +118,7 @@ func (m *Map) LookupU32(key uint32) (uint32, error) {
 		return 0, fmt.Errorf("bpftest: lookup: map values are %d bytes, not 4: %w", m.valueSize, unix.EINVAL)
 	}
 	var v uint32
-	if err := mapElem(unix.BPF_MAP_LOOKUP_ELEM, m.fd, unsafe.Pointer(&key), unsafe.Pointer(&v), 0); err != nil {
+	if err := errno(bpfsys.Lookup(m.fd, key, unsafe.Pointer(&v))); err != nil {
 		return 0, fmt.Errorf("bpftest: lookup key %d: %w", key, err)
 	}
 	return v, nil
@@ -175,7 +177,7 @@ func (m *Map) UpdateU32(key, value uint32) error {
 	if m.valueSize != 4 {
 		return fmt.Errorf("bpftest: update: map values are %d bytes, not 4: %w", m.valueSize, unix.EINVAL)
 	}
-	if err := mapElem(unix.BPF_MAP_UPDATE_ELEM, m.fd, unsafe.Pointer(&key), unsafe.Pointer(&value), unix.BPF_ANY); err != nil {
+	if err := errno(bpfsys.UpdateU32(m.fd, key, value)); err != nil {
 		return fmt.Errorf("bpftest: update key %d: %w", key, err)
 	}
 	return nil
@@ -189,7 +191,7 @@ func (m *Map) Delete(key uint32) error {
 	if m.fd < 0 {
 		return fmt.Errorf("bpftest: delete: %w", os.ErrClosed)
 	}
-	if err := mapElem(unix.BPF_MAP_DELETE_ELEM, m.fd, unsafe.Pointer(&key), nil, 0); err != nil {
+	if err := errno(bpfsys.DeleteU32(m.fd, key)); err != nil {
 		return fmt.Errorf("bpftest: delete key %d: %w", key, err)
 	}
 	return nil
@@ -208,18 +210,9 @@ func PossibleCPUs() (int, error) {
 // parseCPURange returns 1 + the highest CPU in a kernel CPU list such as
 // "0-3" or "0,2-5".
 func parseCPURange(s string) (int, error) {
-	highest := -1
-	for _, part := range strings.Split(s, ",") {
-		first, last, isRange := strings.Cut(part, "-")
-		lo, err1 := strconv.Atoi(first)
-		hi, err2 := lo, error(nil)
-		if isRange {
-			hi, err2 = strconv.Atoi(last)
-		}
-		if err1 != nil || err2 != nil || lo < 0 || hi < lo {
-			return 0, fmt.Errorf("bpftest: bad CPU list %q: %w", s, unix.EINVAL)
-		}
-		highest = max(highest, hi)
+	cpus, err := bpfsys.ParseCPUList(s)
+	if err != nil {
+		return 0, fmt.Errorf("bpftest: %w", err)
 	}
-	return highest + 1, nil
+	return slices.Max(cpus) + 1, nil
 }

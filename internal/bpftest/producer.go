@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/eventpipe/eventpipe/internal/bpfsys"
 )
 
 // MaxRecordSize is the largest recordSize a Producer takes: the whole BPF
@@ -294,7 +296,7 @@ func (p *Producer) TryEmit(payload []byte) (bool, error) {
 	if n != len(payload) {
 		return false, fmt.Errorf("bpftest: emit: filter kept %d of %d bytes", n, len(payload))
 	}
-	if err := mapElem(unix.BPF_MAP_LOOKUP_ELEM, p.resultFD, unsafe.Pointer(&p.key), unsafe.Pointer(&p.res), 0); err != nil {
+	if err := errno(bpfsys.Lookup(p.resultFD, p.key, unsafe.Pointer(&p.res))); err != nil {
 		return false, fmt.Errorf("bpftest: emit: read result: %w", err)
 	}
 	if p.res.runs != p.runs+1 {

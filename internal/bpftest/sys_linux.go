@@ -2,10 +2,13 @@ package bpftest
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/eventpipe/eventpipe/internal/bpfsys"
 )
 
 // kptr is a __aligned_u64 that holds a user-space pointer. Keeping it an
@@ -20,28 +23,6 @@ var (
 	_ [unsafe.Sizeof(kptr{}) - 8]struct{}
 	_ [8 - unsafe.Sizeof(kptr{})]struct{}
 )
-
-// mapCreateAttr is the BPF_MAP_CREATE member of union bpf_attr up to
-// map_name; the kernel zero-fills the fields we leave out.
-type mapCreateAttr struct {
-	mapType    uint32
-	keySize    uint32
-	valueSize  uint32
-	maxEntries uint32
-	mapFlags   uint32
-	innerMapFD uint32
-	numaNode   uint32
-	mapName    [unix.BPF_OBJ_NAME_LEN]byte
-}
-
-// mapElemAttr is the BPF_MAP_*_ELEM member of union bpf_attr.
-type mapElemAttr struct {
-	mapFD uint32
-	_     uint32
-	key   kptr
-	value kptr
-	flags uint64
-}
 
 // progLoadAttr is the BPF_PROG_LOAD member of union bpf_attr up to
 // expected_attach_type.
@@ -80,42 +61,21 @@ type testRunAttr struct {
 	_           uint32
 }
 
-// bpf issues bpf(2). Its fds are close-on-exec: the kernel always creates
-// map and program fds with O_CLOEXEC.
-func bpf(cmd uintptr, attr unsafe.Pointer, size uintptr) (int, error) {
-	r, _, errno := unix.Syscall(unix.SYS_BPF, cmd, uintptr(attr), size)
-	if errno != 0 {
-		return -1, errno
+// errno strips the call name bpfsys wraps around the kernel's errno: the
+// errors here name the command themselves.
+func errno(err error) error {
+	if se, ok := err.(*os.SyscallError); ok {
+		return se.Err
 	}
-	return int(r), nil
-}
-
-func objName(s string) (n [unix.BPF_OBJ_NAME_LEN]byte) {
-	copy(n[:len(n)-1], s)
-	return n
+	return err
 }
 
 func mapCreate(typ, keySize, valueSize, maxEntries uint32, name string) (int, error) {
-	attr := mapCreateAttr{
-		mapType:    typ,
-		keySize:    keySize,
-		valueSize:  valueSize,
-		maxEntries: maxEntries,
-		mapName:    objName(name),
-	}
-	fd, err := bpf(unix.BPF_MAP_CREATE, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	fd, err := bpfsys.CreateMap(typ, keySize, valueSize, maxEntries, 0, name)
 	if err != nil {
-		return -1, fmt.Errorf("bpftest: BPF_MAP_CREATE %s: %w", name, err)
+		return -1, fmt.Errorf("bpftest: BPF_MAP_CREATE %s: %w", name, errno(err))
 	}
 	return fd, nil
-}
-
-// mapElem runs one of BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM and
-// BPF_MAP_DELETE_ELEM; value is nil for the delete.
-func mapElem(cmd uintptr, fd int, key, value unsafe.Pointer, flags uint64) error {
-	attr := mapElemAttr{mapFD: uint32(fd), key: kptr{p: key}, value: kptr{p: value}, flags: flags}
-	_, err := bpf(cmd, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
-	return err
 }
 
 // progLoad loads a program without a verifier log first, and only on failure
@@ -128,9 +88,9 @@ func progLoad(typ uint32, insns []insn, license, name string) (int, error) {
 		insnCnt:  uint32(len(insns)),
 		insns:    kptr{p: unsafe.Pointer(&insns[0])},
 		license:  kptr{p: unsafe.Pointer(&lic[0])},
-		progName: objName(name),
+		progName: bpfsys.ObjName(name),
 	}
-	fd, err := bpf(unix.BPF_PROG_LOAD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	fd, err := bpfsys.Call(unix.BPF_PROG_LOAD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 	if err == nil {
 		return fd, nil
 	}
@@ -138,7 +98,7 @@ func progLoad(typ uint32, insns []insn, license, name string) (int, error) {
 	attr.logLevel = 1
 	attr.logSize = uint32(len(log))
 	attr.logBuf = kptr{p: unsafe.Pointer(&log[0])}
-	fd, err2 := bpf(unix.BPF_PROG_LOAD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	fd, err2 := bpfsys.Call(unix.BPF_PROG_LOAD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 	runtime.KeepAlive(insns)
 	if err2 == nil {
 		// Loaded the second time round: nothing to explain.
@@ -158,7 +118,7 @@ func progLoad(typ uint32, insns []insn, license, name string) (int, error) {
 // and returns the program's return value.
 func progTestRun(fd int, ctx []byte) (uint32, error) {
 	attr := testRunAttr{progFD: uint32(fd), ctxSizeIn: uint32(len(ctx)), ctxIn: kptr{p: unsafe.Pointer(unsafe.SliceData(ctx))}}
-	if _, err := bpf(unix.BPF_PROG_TEST_RUN, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err != nil {
+	if _, err := bpfsys.Call(unix.BPF_PROG_TEST_RUN, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err != nil {
 		return 0, fmt.Errorf("bpftest: BPF_PROG_TEST_RUN: %w", err)
 	}
 	return attr.retval, nil
