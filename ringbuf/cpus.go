@@ -17,7 +17,11 @@ func PossibleCPUs() ([]int, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ringbuf: possible CPUs: %w", err)
 	}
-	return bpfsys.ParseCPUList(strings.TrimSpace(string(b)))
+	cpus, err := bpfsys.ParseCPUList(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("ringbuf: possible CPUs: %w", err)
+	}
+	return cpus, nil
 }
 
 // onlineCPUs reads the kernel's list of online CPUs.
