@@ -242,6 +242,41 @@ func TestTimerManyDueAtOnceKeepOrder(t *testing.T) {
 	require.Equal(t, want, got)
 }
 
+// A repeat set by an earlier callback of the same pass on a timer due in it
+// takes effect when that timer fires (it re-arms with the new repeat), and
+// the timer's own repeat is dropped likewise: what fires is read at its turn.
+func TestTimerSetRepeatOnADueTimerFromAnEarlierCallback(t *testing.T) {
+	l := newLoop(t)
+	var b, c *loop.Timer
+	fired := map[string]int{}
+	a := l.NewTimer(func() {
+		fired["A"]++
+		b.SetRepeat(time.Hour)
+		c.SetRepeat(0)
+	})
+	b = l.NewTimer(func() {
+		fired["B"]++
+		require.True(t, b.IsActive(), "B re-armed with the repeat set by A before its callback")
+	})
+	c = l.NewTimer(func() {
+		fired["C"]++
+		require.False(t, c.IsActive(), "C's repeat was dropped by A: it is not re-armed")
+	})
+	require.NoError(t, a.Start(0, 0))
+	require.NoError(t, b.Start(0, 0))
+	require.NoError(t, c.Start(0, time.Millisecond))
+	time.Sleep(time.Millisecond)
+	_, err := l.RunNoWait()
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"A": 1, "B": 1, "C": 1}, fired)
+	require.True(t, b.IsActive())
+	require.Equal(t, time.Hour, b.Repeat())
+	require.Greater(t, b.DueIn(), 59*time.Minute)
+	b.Stop()
+	require.False(t, c.IsActive())
+	run(t, l)
+}
+
 // Huge timeouts neither overflow into the past nor keep a loop from ending
 // once closed (libuv test-timer.c: timer_huge_timeout, timer_huge_repeat).
 func TestTimerHugeTimeout(t *testing.T) {
