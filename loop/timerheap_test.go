@@ -103,17 +103,31 @@ func TestTimerHeapTakeDue(t *testing.T) {
 // depth bound reached (the generic fallback) and not.
 func TestSortEntries(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
-	for _, n := range []int{0, 1, 2, 13, 100, 3000} {
+	// Layouts that trouble a quicksort: sorted, reversed, organ pipe, and
+	// random with many equal due times.
+	layouts := map[string]func(i, n int) timerEntry{
+		"random":    func(i, n int) timerEntry { return timerEntry{due: int64(r.IntN(20)), seq: r.Uint64()} },
+		"sorted":    func(i, n int) timerEntry { return timerEntry{due: int64(i), seq: uint64(i)} },
+		"reversed":  func(i, n int) timerEntry { return timerEntry{due: int64(n - i), seq: uint64(i)} },
+		"organpipe": func(i, n int) timerEntry { return timerEntry{due: int64(min(i, n-i)), seq: uint64(i)} },
+	}
+	for name, layout := range layouts {
+		testSortLayout(t, name, layout)
+	}
+}
+
+func testSortLayout(t *testing.T, name string, layout func(i, n int) timerEntry) {
+	for _, n := range []int{0, 1, 2, 12, 13, 14, 100, 3000} {
 		for _, depth := range []int{0, 1, 64} {
 			s := make([]timerEntry, n)
 			for i := range s {
-				s[i] = timerEntry{due: int64(r.IntN(20)), seq: r.Uint64()}
+				s[i] = layout(i, n)
 			}
 			want := slices.Clone(s)
 			slices.SortFunc(want, compareEntries)
 			sortEntries(s, depth)
 			if !slices.Equal(s, want) {
-				t.Fatalf("n=%d depth=%d: not sorted", n, depth)
+				t.Fatalf("%s, n=%d depth=%d: not sorted", name, n, depth)
 			}
 		}
 	}
