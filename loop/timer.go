@@ -161,11 +161,13 @@ func (t *Timer) Close(cb func()) {
 // timer (re)started by a callback goes back on the heap, not on this pass's
 // list, so it cannot run twice in one pass.
 func (l *Loop) runTimers() {
-	for len(l.timers) > 0 && l.timers[0].due <= l.now {
-		e := l.timers[0]
-		e.t.Stop()
+	l.ready = l.timers.takeDue(l.now, l.ready)
+	for _, e := range l.ready {
+		// Stopped, as Stop would (takeDue took it off the heap), but due
+		// in this pass.
+		e.t.index = -1
 		e.t.ready = true
-		l.ready = append(l.ready, e)
+		e.t.setActive(false)
 	}
 	for i, e := range l.ready {
 		l.ready[i] = timerEntry{}

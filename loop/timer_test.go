@@ -173,6 +173,110 @@ func TestTimerStoppedWhileDueDoesNotFire(t *testing.T) {
 	require.Equal(t, []string{"A", "B"}, fired)
 }
 
+// The ordering rules hold when thousands of timers are due in one pass (the
+// loop then takes them off the heap in one sweep rather than one by one):
+// due time first, then start order; a timer an earlier callback stops does
+// not fire, one it restarts fires in a later pass, and a due timer waiting
+// its turn is already inactive, as in libuv.
+func TestTimerManyDueAtOnceKeepOrder(t *testing.T) {
+	l := newLoop(t)
+	const n = 3000
+	type fire struct{ timeout, start int }
+	var got []fire
+	passes := 0 // check hooks seen: one between two timer passes
+	chk := l.NewCheck(func() { passes++ })
+	require.NoError(t, chk.Start())
+	chk.Unref()
+
+	timers := make([]*loop.Timer, n)
+	timeouts := make([]int, n)
+	restartedIn := -1
+	for i := range timers {
+		timeouts[i] = (i * 7919) % 3 // 0, 1 or 2 ms, in no order of start
+		timers[i] = l.NewTimer(func() {
+			got = append(got, fire{timeouts[i], i})
+			if len(got) == 1 {
+				// The first to fire stops every tenth of the others,
+				// restarts timer 1 and sees a due one inactive.
+				for j := 10; j < n; j += 10 {
+					if j != i {
+						timers[j].Stop()
+					}
+				}
+				if i != 1 {
+					require.False(t, timers[1].IsActive(), "a due timer waiting its turn is inactive")
+					require.NoError(t, timers[1].Start(0, 0))
+					restartedIn = passes
+				}
+			}
+			if i == 1 && restartedIn >= 0 {
+				require.Greater(t, passes, restartedIn, "a timer restarted in a pass ran in that pass")
+			}
+		})
+	}
+	for i, tm := range timers {
+		require.NoError(t, tm.Start(time.Duration(timeouts[i])*time.Millisecond, 0))
+	}
+	time.Sleep(3 * time.Millisecond) // all of them are due when the loop looks
+	run(t, l)
+
+	var want []fire
+	for i := range n {
+		if i%10 == 0 && i != 0 && i != got[0].start {
+			continue
+		}
+		if i == 1 && got[0].start != 1 {
+			continue // restarted: fires once, after the rest
+		}
+		want = append(want, fire{timeouts[i], i})
+	}
+	slices.SortFunc(want, func(a, b fire) int {
+		if a.timeout != b.timeout {
+			return a.timeout - b.timeout
+		}
+		return a.start - b.start
+	})
+	if got[0].start != 1 {
+		want = append(want, fire{timeouts[1], 1})
+	}
+	require.Equal(t, want, got)
+}
+
+// A repeat set by an earlier callback of the same pass on a timer due in it
+// takes effect when that timer fires (it re-arms with the new repeat), and
+// the timer's own repeat is dropped likewise: what fires is read at its turn.
+func TestTimerSetRepeatOnADueTimerFromAnEarlierCallback(t *testing.T) {
+	l := newLoop(t)
+	var b, c *loop.Timer
+	fired := map[string]int{}
+	a := l.NewTimer(func() {
+		fired["A"]++
+		b.SetRepeat(time.Hour)
+		c.SetRepeat(0)
+	})
+	b = l.NewTimer(func() {
+		fired["B"]++
+		require.True(t, b.IsActive(), "B re-armed with the repeat set by A before its callback")
+	})
+	c = l.NewTimer(func() {
+		fired["C"]++
+		require.False(t, c.IsActive(), "C's repeat was dropped by A: it is not re-armed")
+	})
+	require.NoError(t, a.Start(0, 0))
+	require.NoError(t, b.Start(0, 0))
+	require.NoError(t, c.Start(0, time.Millisecond))
+	time.Sleep(time.Millisecond)
+	_, err := l.RunNoWait()
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"A": 1, "B": 1, "C": 1}, fired)
+	require.True(t, b.IsActive())
+	require.Equal(t, time.Hour, b.Repeat())
+	require.Greater(t, b.DueIn(), 59*time.Minute)
+	b.Stop()
+	require.False(t, c.IsActive())
+	run(t, l)
+}
+
 // Huge timeouts neither overflow into the past nor keep a loop from ending
 // once closed (libuv test-timer.c: timer_huge_timeout, timer_huge_repeat).
 func TestTimerHugeTimeout(t *testing.T) {
