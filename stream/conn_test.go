@@ -904,3 +904,56 @@ func TestDialTimeout(t *testing.T) {
 	require.ErrorIs(t, got, unix.ETIMEDOUT)
 	require.Contains(t, got.Error(), "stream: dial tcp "+addr+": after 100ms: ")
 }
+
+// An accepted connection reports its peer's address, the client's local
+// one, and still does in OnClose, once its descriptor is closed (the
+// connection keeps the address, not the descriptor, to answer with): IPv4,
+// IPv6, IPv4 on a dual-stack listener (a v4-mapped peer), an unnamed Unix
+// peer and a named one.
+func TestAcceptedRemoteAddr(t *testing.T) {
+	cases := listenAddrs(t)
+	cases["dual"] = ":0"
+	cases["unix-named"] = filepath.Join(t.TempDir(), "named")
+	for name, addr := range cases {
+		t.Run(name, func(t *testing.T) {
+			network := name
+			switch name {
+			case "dual":
+				network = "tcp"
+			case "unix-named":
+				network = "unix"
+			}
+			l := newLoop(t)
+			var open, inClose string
+			var ln *stream.Listener
+			ln, err := stream.Listen(l, network, addr, func(c *stream.Conn) {
+				ln.Close(nil)
+				open = c.RemoteAddr().String()
+				c.OnClose(func(c *stream.Conn, _ error) { inClose = c.RemoteAddr().String() })
+				c.Close(nil)
+			})
+			require.NoError(t, err)
+			var want string
+			if name == "unix-named" {
+				fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+				require.NoError(t, err)
+				defer unix.Close(fd)
+				want = filepath.Join(t.TempDir(), "client")
+				require.NoError(t, unix.Bind(fd, &unix.SockaddrUnix{Name: want}))
+				require.NoError(t, unix.Connect(fd, &unix.SockaddrUnix{Name: addr}))
+			} else {
+				a := ln.Addr().String()
+				if name == "dual" {
+					a = net.JoinHostPort("127.0.0.1", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+				}
+				conn, err := net.DialTimeout(ln.Addr().Network(), a, guard)
+				require.NoError(t, err)
+				defer conn.Close()
+				want = conn.LocalAddr().String()
+			}
+			run(t, l)
+			require.Equal(t, want, open)
+			require.Equal(t, want, inClose, "in OnClose, after the descriptor is closed")
+		})
+	}
+}
