@@ -59,7 +59,7 @@ type Conn struct {
 	raddr [16]byte // the peer's IP (the first 4 bytes for IPv4)
 	fd    int32
 	rport uint16
-	rfam  uint8 // peerNone, peerInet4, peerInet6 or peerUnix
+	rfam  uint8 // peerAddr.fam
 
 	tcp       bool
 	paused    bool
@@ -91,14 +91,6 @@ type connRare struct {
 	remoteZone uint32 // an IPv6 peer's scope (interface index)
 }
 
-// The peer address families of Conn.rfam.
-const (
-	peerNone uint8 = iota
-	peerInet4
-	peerInet6
-	peerUnix
-)
-
 // The values of Conn.closeKind: the common ends cost no connRare.
 const (
 	closeNil uint8 = iota
@@ -117,23 +109,15 @@ func (c *Conn) more() *connRare {
 // l returns the connection's loop.
 func (c *Conn) l() *loop.Loop { return c.ls.l }
 
-// setRemote stores the peer's address compactly.
-func (c *Conn) setRemote(sa unix.Sockaddr) {
-	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
-		c.rfam, c.rport = peerInet4, uint16(sa.Port)
-		copy(c.raddr[:], sa.Addr[:])
-	case *unix.SockaddrInet6:
-		c.rfam, c.rport = peerInet6, uint16(sa.Port)
-		c.raddr = sa.Addr
-		if sa.ZoneId != 0 {
-			c.more().remoteZone = sa.ZoneId
-		}
-	case *unix.SockaddrUnix:
-		c.rfam = peerUnix
-		if sa.Name != "" {
-			c.more().remoteName = sa.Name
-		}
+// setRemote stores the peer's address; a zone or a Unix name, which few
+// peers have, goes to the rare part.
+func (c *Conn) setRemote(p peerAddr) {
+	c.raddr, c.rport, c.rfam = p.ip, p.port, p.fam
+	if p.zone != 0 {
+		c.more().remoteZone = p.zone
+	}
+	if p.name != "" {
+		c.more().remoteName = p.name
 	}
 }
 
@@ -154,6 +138,8 @@ func (c *Conn) remote() unix.Sockaddr {
 			sa.Name = c.x.remoteName
 		}
 		return sa
+	case peerUnixUnnamed:
+		return &unix.SockaddrUnix{Name: unnamedUnix}
 	}
 	return nil
 }
@@ -183,7 +169,7 @@ func (c *Conn) kept() []byte {
 // newConn wraps a connected (or connecting, with d set) non-blocking
 // socket, which it owns from then on, even when it fails. cfg is kept, not
 // copied: it must not change afterwards.
-func newConn(l *loop.Loop, fd int, cfg *config, remote unix.Sockaddr, d *dialState) (*Conn, error) {
+func newConn(l *loop.Loop, fd int, cfg *config, remote peerAddr, d *dialState) (*Conn, error) {
 	family, err := sockFamily(fd)
 	if err != nil {
 		unix.Close(fd)
@@ -269,7 +255,7 @@ func Open(l *loop.Loop, fd int, opts ...Option) (*Conn, error) {
 		return nil, fmt.Errorf("stream: %s fd %d: %w", op, fd, os.NewSyscallError("fcntl", err))
 	}
 	unix.CloseOnExec(fd)
-	c, err := newConn(l, fd, &cfg, peer, nil)
+	c, err := newConn(l, fd, &cfg, peerOf(peer), nil)
 	if err != nil {
 		return nil, fmt.Errorf("stream: %s fd %d: %w", op, fd, err)
 	}
@@ -298,8 +284,8 @@ func (c *Conn) LocalAddr() net.Addr {
 }
 
 // RemoteAddr returns the peer's address, as it was when the connection was
-// made: a *net.TCPAddr or *net.UnixAddr (whose Name is empty for an unnamed
-// Unix peer). It answers once the connection is closed too (in OnClose,
+// made: a *net.TCPAddr or *net.UnixAddr (whose Name is "@" for an unnamed
+// Unix peer, as Go's net reports it). It answers once the connection is closed too (in OnClose,
 // say): the address is kept, not asked of the descriptor.
 func (c *Conn) RemoteAddr() net.Addr {
 	sa := c.remote()

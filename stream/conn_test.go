@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -909,18 +910,19 @@ func TestDialTimeout(t *testing.T) {
 // one, and still does in OnClose, once its descriptor is closed (the
 // connection keeps the address, not the descriptor, to answer with): IPv4,
 // IPv6, IPv4 on a dual-stack listener (a v4-mapped peer), an unnamed Unix
-// peer and a named one.
+// peer ("@", as Go's net names it), a named one and an abstract one.
 func TestAcceptedRemoteAddr(t *testing.T) {
 	cases := listenAddrs(t)
 	cases["dual"] = ":0"
 	cases["unix-named"] = filepath.Join(t.TempDir(), "named")
+	cases["unix-abstract"] = filepath.Join(t.TempDir(), "abstract")
 	for name, addr := range cases {
 		t.Run(name, func(t *testing.T) {
 			network := name
 			switch name {
 			case "dual":
 				network = "tcp"
-			case "unix-named":
+			case "unix-named", "unix-abstract":
 				network = "unix"
 			}
 			l := newLoop(t)
@@ -934,11 +936,14 @@ func TestAcceptedRemoteAddr(t *testing.T) {
 			})
 			require.NoError(t, err)
 			var want string
-			if name == "unix-named" {
+			if network == "unix" && name != "unix" {
 				fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 				require.NoError(t, err)
 				defer unix.Close(fd)
 				want = filepath.Join(t.TempDir(), "client")
+				if name == "unix-abstract" {
+					want = fmt.Sprintf("@eventpipe-stream-test-%d", os.Getpid())
+				}
 				require.NoError(t, unix.Bind(fd, &unix.SockaddrUnix{Name: want}))
 				require.NoError(t, unix.Connect(fd, &unix.SockaddrUnix{Name: addr}))
 			} else {

@@ -129,7 +129,7 @@ func (d *dialState) next() {
 			d.lastErr = os.NewSyscallError("connect", err)
 			continue
 		}
-		c, err := newConn(d.l, fd, d.cfg, sa, d)
+		c, err := newConn(d.l, fd, d.cfg, peerOf(sa), d)
 		if err != nil {
 			d.lastErr = err
 			continue
