@@ -129,7 +129,7 @@ func TestManyConnections(t *testing.T) {
 	require.Equal(t, manyConns, closedEOF)
 	require.Zero(t, open)
 	require.EqualValues(t, manyConns, ln.Stats().Accepted)
-	// About 370 bytes here (the connection, its loop watcher and the
+	// About 360 bytes here (the connection, its loop watcher and the
 	// loop's indexes of it, and this test's OnClose closure), 850 before
 	// Conn kept its rarely used parts behind pointers: the bound catches
 	// a layout that slides back.
