@@ -148,3 +148,47 @@ func resolve(ctx context.Context, network string, t *target) ([]unix.Sockaddr, e
 	}
 	return sas, nil
 }
+
+// peerAddr is a connection's peer address as the connection keeps it: no
+// unix.Sockaddr on the heap for each connection.
+type peerAddr struct {
+	ip   [16]byte // the first 4 for IPv4
+	port uint16
+	fam  uint8  // peerNone, peerInet4, peerInet6, peerUnix or peerUnixUnnamed
+	zone uint32 // IPv6 scope (interface index)
+	name string // a named Unix peer's
+}
+
+// The families of peerAddr.fam.
+const (
+	peerNone uint8 = iota
+	peerInet4
+	peerInet6
+	peerUnix
+	peerUnixUnnamed // a Unix peer with no name, which Go's net calls "@"
+)
+
+// unnamedUnix is the name the kernel's address of an unnamed Unix peer
+// reads as (the abstract namespace's '@' and an empty name).
+const unnamedUnix = "@"
+
+func peerOf(sa unix.Sockaddr) peerAddr {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		p := peerAddr{fam: peerInet4, port: uint16(sa.Port)}
+		copy(p.ip[:], sa.Addr[:])
+		return p
+	case *unix.SockaddrInet6:
+		return peerAddr{fam: peerInet6, port: uint16(sa.Port), ip: sa.Addr, zone: sa.ZoneId}
+	case *unix.SockaddrUnix:
+		return unixPeer(sa.Name)
+	}
+	return peerAddr{}
+}
+
+func unixPeer(name string) peerAddr {
+	if name == unnamedUnix {
+		return peerAddr{fam: peerUnixUnnamed}
+	}
+	return peerAddr{fam: peerUnix, name: name}
+}

@@ -29,65 +29,160 @@ const maxSpare = 256 << 10
 
 // Conn is a TCP or Unix stream connection on a loop. It is used from the
 // loop's goroutine only, except AsyncWrite.
+//
+// An idle connection is what a server holds most of, so Conn keeps only
+// what every connection uses while it waits for input (see many_test.go
+// for the bytes it costs). The rest is behind pointers allocated at first
+// need: rare (the write queue beyond an empty one, kept input, Shutdown,
+// OnEnd and OnDrain, a Dial in progress, a close's error and callback),
+// idle (SetIdleTimeout) and async (AsyncWrite). The options, which every
+// connection of a listener shares, are one pointer; the peer's address is
+// kept as bytes, not as a unix.Sockaddr on the heap.
 type Conn struct {
-	l      *loop.Loop
-	fd     int
-	w      *loop.Watcher
-	ls     *loopShared
-	tcp    bool
-	remote unix.Sockaddr
-
-	readBuffer, maxBuffered int
-	highWater, maxQueued    int
+	ls  *loopShared // and through it the loop
+	w   *loop.Watcher
+	cfg *config // shared with the listener, Dial or Open that made it
 
 	onData  func(c *Conn, data []byte) int
-	onEnd   func(c *Conn)
 	onClose func(c *Conn, err error)
-	onDrain func(c *Conn)
 
-	in        []byte // unconsumed input, when there is some
+	x     *connRare                  // nil until needed
+	idle  *idleState                 // nil until SetIdleTimeout
+	async atomic.Pointer[asyncQueue] // nil until AsyncWrite or the close
+
+	// queued is the write queue's size in bytes. The loop alone changes
+	// it; AsyncWrite reads it from other goroutines for its bound.
+	queued atomic.Int64
+
+	release func() // a group listener's count of the loop's connections, dropped once
+
+	raddr [16]byte // the peer's IP (the first 4 bytes for IPv4)
+	fd    int32
+	rport uint16
+	rfam  uint8 // peerAddr.fam
+
+	tcp       bool
 	paused    bool
 	eof       bool
 	redeliver bool // a delivery of kept input is posted
+	closing   bool
+	finished  bool
+	closeKind uint8 // closeNil, closeEOF, or closeErr (the error is x.closeErr)
+}
 
+// connRare is the part of a connection that most idle connections never
+// need.
+type connRare struct {
 	writeQueue
 
-	async asyncQueue
+	onEnd   func(c *Conn)
+	onDrain func(c *Conn)
 
-	idle       time.Duration
-	idleT      *loop.Timer
-	lastActive time.Time
+	in []byte // unconsumed input, when there is some
 
 	dial *dialState // while connecting
 
-	closing  bool
-	finished bool
-	closeErr error
+	closeErr error // with closeKind closeErr
 	closeCb  func()
 
 	redeliverFn func()
 
-	release func() // a group listener's count of the loop's connections, dropped once
+	remoteName string // a Unix peer's name
+	remoteZone uint32 // an IPv6 peer's scope (interface index)
+}
+
+// The values of Conn.closeKind: the common ends cost no connRare.
+const (
+	closeNil uint8 = iota
+	closeEOF
+	closeErr
+)
+
+// more returns the connection's rare part, allocating it at first need.
+func (c *Conn) more() *connRare {
+	if c.x == nil {
+		c.x = new(connRare)
+	}
+	return c.x
+}
+
+// l returns the connection's loop.
+func (c *Conn) l() *loop.Loop { return c.ls.l }
+
+// setRemote stores the peer's address; a zone or a Unix name, which few
+// peers have, goes to the rare part.
+func (c *Conn) setRemote(p peerAddr) {
+	c.raddr, c.rport, c.rfam = p.ip, p.port, p.fam
+	if p.zone != 0 {
+		c.more().remoteZone = p.zone
+	}
+	if p.name != "" {
+		c.more().remoteName = p.name
+	}
+}
+
+// remote rebuilds the peer's address, nil if there is none.
+func (c *Conn) remote() unix.Sockaddr {
+	switch c.rfam {
+	case peerInet4:
+		return &unix.SockaddrInet4{Port: int(c.rport), Addr: [4]byte(c.raddr[:4])}
+	case peerInet6:
+		sa := &unix.SockaddrInet6{Port: int(c.rport), Addr: c.raddr}
+		if c.x != nil {
+			sa.ZoneId = c.x.remoteZone
+		}
+		return sa
+	case peerUnix:
+		sa := &unix.SockaddrUnix{}
+		if c.x != nil {
+			sa.Name = c.x.remoteName
+		}
+		return sa
+	case peerUnixUnnamed:
+		return &unix.SockaddrUnix{Name: unnamedUnix}
+	}
+	return nil
+}
+
+// closeError is the error OnClose gets.
+func (c *Conn) closeError() error {
+	switch c.closeKind {
+	case closeEOF:
+		return io.EOF
+	case closeErr:
+		return c.x.closeErr
+	}
+	return nil
+}
+
+// dialing reports whether the connection is still connecting.
+func (c *Conn) dialing() bool { return c.x != nil && c.x.dial != nil }
+
+// kept returns the unconsumed input.
+func (c *Conn) kept() []byte {
+	if c.x == nil {
+		return nil
+	}
+	return c.x.in
 }
 
 // newConn wraps a connected (or connecting, with d set) non-blocking
-// socket, which it owns from then on, even when it fails.
-func newConn(l *loop.Loop, fd int, cfg *config, remote unix.Sockaddr, d *dialState) (*Conn, error) {
+// socket, which it owns from then on, even when it fails. cfg is kept, not
+// copied: it must not change afterwards.
+func newConn(l *loop.Loop, fd int, cfg *config, remote peerAddr, d *dialState) (*Conn, error) {
 	family, err := sockFamily(fd)
 	if err != nil {
 		unix.Close(fd)
 		return nil, os.NewSyscallError("getsockopt", err)
 	}
 	c := &Conn{
-		l:           l,
-		fd:          fd,
-		tcp:         family != unix.AF_UNIX,
-		remote:      remote,
-		readBuffer:  cfg.readBuffer,
-		maxBuffered: cfg.maxBuffered,
-		highWater:   cfg.highWater,
-		maxQueued:   cfg.maxQueued,
-		dial:        d,
+		fd:  int32(fd),
+		tcp: family != unix.AF_UNIX,
+		cfg: cfg,
+	}
+	c.setRemote(remote)
+	if d != nil {
+		c.more().dial = d
 	}
 	if c.tcp {
 		if err := setNoDelay(fd, cfg.noDelay); err != nil {
@@ -116,9 +211,6 @@ func newConn(l *loop.Loop, fd int, cfg *config, remote unix.Sockaddr, d *dialSta
 		return nil, err
 	}
 	c.w = w
-	c.runCompletedFn = c.runCompletedTask
-	c.async.flushFn = c.asyncFlush
-	c.redeliverFn = c.redeliverTask
 	w.SetCloseHook(c.watcherClosed)
 	if cfg.idle > 0 {
 		c.SetIdleTimeout(cfg.idle)
@@ -163,7 +255,7 @@ func Open(l *loop.Loop, fd int, opts ...Option) (*Conn, error) {
 		return nil, fmt.Errorf("stream: %s fd %d: %w", op, fd, os.NewSyscallError("fcntl", err))
 	}
 	unix.CloseOnExec(fd)
-	c, err := newConn(l, fd, &cfg, peer, nil)
+	c, err := newConn(l, fd, &cfg, peerOf(peer), nil)
 	if err != nil {
 		return nil, fmt.Errorf("stream: %s fd %d: %w", op, fd, err)
 	}
@@ -172,11 +264,11 @@ func Open(l *loop.Loop, fd int, opts ...Option) (*Conn, error) {
 }
 
 // Loop returns the loop the connection runs on.
-func (c *Conn) Loop() *loop.Loop { return c.l }
+func (c *Conn) Loop() *loop.Loop { return c.ls.l }
 
 // Fd returns the socket descriptor, or -1 once the connection is closing.
 // It stays the connection's: do not close it.
-func (c *Conn) Fd() int { return c.fd }
+func (c *Conn) Fd() int { return int(c.fd) }
 
 // LocalAddr returns the local address: a *net.TCPAddr or *net.UnixAddr, nil
 // once closing.
@@ -184,7 +276,7 @@ func (c *Conn) LocalAddr() net.Addr {
 	if c.closing {
 		return nil
 	}
-	sa, err := unix.Getsockname(c.fd)
+	sa, err := unix.Getsockname(int(c.fd))
 	if err != nil {
 		return nil
 	}
@@ -192,13 +284,15 @@ func (c *Conn) LocalAddr() net.Addr {
 }
 
 // RemoteAddr returns the peer's address, as it was when the connection was
-// made: a *net.TCPAddr or *net.UnixAddr (whose Name is empty for an unnamed
-// Unix peer).
+// made: a *net.TCPAddr or *net.UnixAddr (whose Name is "@" for an unnamed
+// Unix peer, as Go's net reports it). It answers once the connection is closed too (in OnClose,
+// say): the address is kept, not asked of the descriptor.
 func (c *Conn) RemoteAddr() net.Addr {
-	if c.remote == nil {
+	sa := c.remote()
+	if sa == nil {
 		return nil
 	}
-	return toAddr(c.remote)
+	return toAddr(sa)
 }
 
 // SetNoDelay sets TCP_NODELAY (on by default). On a Unix socket it is an
@@ -210,7 +304,7 @@ func (c *Conn) SetNoDelay(on bool) error {
 	if !c.tcp {
 		return fmt.Errorf("stream: set no delay: unix socket: %w", unix.EOPNOTSUPP)
 	}
-	if err := setNoDelay(c.fd, on); err != nil {
+	if err := setNoDelay(int(c.fd), on); err != nil {
 		return fmt.Errorf("stream: set no delay: %w", err)
 	}
 	return nil
@@ -227,7 +321,7 @@ func (c *Conn) SetKeepAlive(idle, interval time.Duration, count int) error {
 	if !c.tcp {
 		return fmt.Errorf("stream: set keepalive: unix socket: %w", unix.EOPNOTSUPP)
 	}
-	if err := setKeepAlive(c.fd, keepAlive{idle, interval, count}); err != nil {
+	if err := setKeepAlive(int(c.fd), keepAlive{idle, interval, count}); err != nil {
 		return fmt.Errorf("stream: set keepalive: %w", err)
 	}
 	return nil
@@ -251,7 +345,11 @@ func (c *Conn) OnData(fn func(c *Conn, data []byte) (consumed int)) {
 // it set, the connection stays open and writable until Shutdown or Close;
 // without it, a connection whose peer ended closes itself (OnClose gets
 // io.EOF) once its write queue is flushed.
-func (c *Conn) OnEnd(fn func(c *Conn)) { c.onEnd = fn }
+func (c *Conn) OnEnd(fn func(c *Conn)) {
+	if fn != nil || c.x != nil {
+		c.more().onEnd = fn
+	}
+}
 
 // OnClose sets the function that runs exactly once when the connection is
 // closed, whatever closed it: err is nil after Close or CloseReset, io.EOF
@@ -274,9 +372,13 @@ func (c *Conn) PauseRead() {
 func (c *Conn) ResumeRead() {
 	c.paused = false
 	c.updateInterest()
-	if len(c.in) > 0 && c.reading() && !c.redeliver {
+	if len(c.kept()) > 0 && c.reading() && !c.redeliver {
+		x := c.x
+		if x.redeliverFn == nil {
+			x.redeliverFn = c.redeliverTask
+		}
 		c.redeliver = true
-		if err := c.l.Post(c.redeliverFn); err != nil {
+		if err := c.ls.l.Post(x.redeliverFn); err != nil {
 			c.redeliver = false
 		}
 	}
@@ -309,7 +411,7 @@ func (c *Conn) Unref() { c.w.Unref() }
 func (c *Conn) HasRef() bool { return c.w.HasRef() }
 
 func (c *Conn) reading() bool {
-	return c.onData != nil && !c.paused && !c.eof && !c.closing && c.dial == nil
+	return c.onData != nil && !c.paused && !c.eof && !c.closing && !c.dialing()
 }
 
 // updateInterest asks the loop for what the connection needs now. A
@@ -321,7 +423,7 @@ func (c *Conn) updateInterest() {
 	}
 	var want poller.Events
 	switch {
-	case c.dial != nil:
+	case c.dialing():
 		want = poller.Writable
 	default:
 		if c.reading() {
@@ -352,7 +454,7 @@ func (c *Conn) onIO(ev poller.Events) {
 	if c.closing {
 		return
 	}
-	if c.dial != nil {
+	if c.dialing() {
 		c.connected()
 		return
 	}
@@ -368,24 +470,26 @@ func (c *Conn) onIO(ev poller.Events) {
 // maxReadsPerEvent reads. Input with nothing kept goes into the loop's
 // shared buffer; a connection with kept input reads after it, in its own.
 func (c *Conn) readSome() {
+	rb := c.cfg.readBuffer
 	for range maxReadsPerEvent {
 		if !c.reading() {
 			return
 		}
-		own := len(c.in) > 0
+		x := c.x
+		own := x != nil && len(x.in) > 0
 		var buf []byte
 		if own {
-			kept := len(c.in)
-			if need := kept + c.readBuffer; cap(c.in) < need {
-				nb := make([]byte, kept, max(need, 2*cap(c.in)))
-				copy(nb, c.in)
-				c.in = nb
+			kept := len(x.in)
+			if need := kept + rb; cap(x.in) < need {
+				nb := make([]byte, kept, max(need, 2*cap(x.in)))
+				copy(nb, x.in)
+				x.in = nb
 			}
-			buf = c.in[kept : kept+c.readBuffer]
+			buf = x.in[kept : kept+rb]
 		} else {
-			buf = c.ls.readBuf(c.readBuffer)
+			buf = c.ls.readBuf(rb)
 		}
-		n, err := read(c.fd, buf)
+		n, err := read(int(c.fd), buf)
 		if err == unix.EAGAIN {
 			return
 		}
@@ -400,7 +504,7 @@ func (c *Conn) readSome() {
 		c.touch()
 		data := buf[:n]
 		if own {
-			data = c.in[:len(c.in)+n]
+			data = x.in[:len(x.in)+n]
 		}
 		if !c.deliver(data, own) || n < len(buf) {
 			return
@@ -409,7 +513,8 @@ func (c *Conn) readSome() {
 }
 
 // deliver hands data to OnData and keeps what it left. own says data is
-// c.in's memory. It reports whether the connection can go on reading.
+// the kept input's memory. It reports whether the connection can go on
+// reading.
 func (c *Conn) deliver(data []byte, own bool) bool {
 	consumed := c.onData(c, data)
 	if c.closing {
@@ -423,46 +528,48 @@ func (c *Conn) deliver(data []byte, own bool) bool {
 	switch {
 	case rest == 0:
 		if own {
-			if cap(c.in) > maxSpare {
-				c.in = nil
+			if x := c.x; cap(x.in) > maxSpare {
+				x.in = nil
 			} else {
-				c.in = c.in[:0]
+				x.in = x.in[:0]
 			}
 		}
-	case rest > c.maxBuffered:
-		c.end(fmt.Errorf("stream: read: %d bytes unconsumed, more than WithMaxBuffered(%d): %w", rest, c.maxBuffered, unix.ENOBUFS))
+	case rest > c.cfg.maxBuffered:
+		c.end(fmt.Errorf("stream: read: %d bytes unconsumed, more than WithMaxBuffered(%d): %w", rest, c.cfg.maxBuffered, unix.ENOBUFS))
 		return false
 	case own:
-		c.in = c.in[:rest]
-		copy(c.in, data[consumed:])
+		x := c.x
+		x.in = x.in[:rest]
+		copy(x.in, data[consumed:])
 	default:
-		if cap(c.in) < rest {
-			c.in = make([]byte, 0, rest+c.readBuffer)
+		x := c.more()
+		if cap(x.in) < rest {
+			x.in = make([]byte, 0, rest+c.cfg.readBuffer)
 		}
-		c.in = append(c.in[:0], data[consumed:]...)
+		x.in = append(x.in[:0], data[consumed:]...)
 	}
 	return true
 }
 
 func (c *Conn) redeliverTask() {
 	c.redeliver = false
-	if len(c.in) > 0 && c.reading() {
-		c.deliver(c.in, true)
+	if in := c.kept(); len(in) > 0 && c.reading() {
+		c.deliver(in, true)
 	}
 }
 
 func (c *Conn) gotEOF() {
 	c.eof = true
 	c.updateInterest()
-	if c.onEnd != nil {
-		c.onEnd(c)
+	if x := c.x; x != nil && x.onEnd != nil {
+		x.onEnd(c)
 		return
 	}
 	if c.queuedLen() == 0 {
 		c.end(io.EOF)
 		return
 	}
-	c.endAfterFlush = true
+	c.x.endAfterFlush = true // the queue is not empty: c.x is there
 }
 
 // end closes the connection because of err.
@@ -475,17 +582,31 @@ func (c *Conn) endWith(err error, cb func(), reset bool) {
 		return
 	}
 	c.closing = true
-	c.closeErr = err
-	c.closeCb = cb
-	if c.idleT != nil {
-		c.idleT.Close(nil)
+	switch err {
+	case nil:
+		c.closeKind = closeNil
+	case io.EOF:
+		c.closeKind = closeEOF
+	default:
+		c.closeKind = closeErr
+		c.more().closeErr = err
 	}
-	c.async.close()
+	if cb != nil {
+		c.more().closeCb = cb
+	}
+	if c.idle != nil {
+		c.idle.t.Close(nil)
+	}
+	// From now on AsyncWrite finds a closed queue, the connection's own
+	// or, if it never had one, the shared closed one.
+	if !c.async.CompareAndSwap(nil, closedAsync) {
+		c.async.Load().close()
+	}
 	c.w.Close(nil) // its hook finishes the connection
 	if reset {
-		_ = setLingerZero(c.fd)
+		_ = setLingerZero(int(c.fd))
 	}
-	_ = unix.Close(c.fd)
+	_ = unix.Close(int(c.fd))
 	c.fd = -1
 }
 
@@ -506,33 +627,41 @@ func (c *Conn) finish() {
 	}
 	c.finished = true
 	c.runCompleted()
-	werr := c.closeErr
+	werr := c.closeError()
 	if werr == nil || werr == io.EOF {
 		werr = errClosed("write")
 	}
 	c.failQueued(werr)
 	c.failAsync(werr)
-	if cb := c.shutCb; cb != nil {
-		c.shutCb = nil
+	if x := c.x; x != nil && x.shutCb != nil {
+		cb := x.shutCb
+		x.shutCb = nil
 		cb(werr)
 	}
 	c.runCompleted()
-	releaseShared(c.l)
-	c.in = nil
+	releaseShared(c.ls.l)
 	if fn := c.release; fn != nil {
 		c.release = nil
 		fn()
 	}
-	if d := c.dial; d != nil {
-		c.dial = nil
+	x := c.x
+	if x == nil {
+		if fn := c.onClose; fn != nil {
+			fn(c, c.closeError())
+		}
+		return
+	}
+	x.in = nil
+	if d := x.dial; d != nil {
+		x.dial = nil
 		d.failed()
 		return
 	}
 	if fn := c.onClose; fn != nil {
-		fn(c, c.closeErr)
+		fn(c, c.closeError())
 	}
-	if cb := c.closeCb; cb != nil {
-		c.closeCb = nil
+	if cb := x.closeCb; cb != nil {
+		x.closeCb = nil
 		cb()
 	}
 }
@@ -541,7 +670,8 @@ func errClosed(op string) error {
 	return fmt.Errorf("stream: %s: connection closed: %w", op, os.ErrClosed)
 }
 
-// asyncQueue holds AsyncWrite's buffers until the loop takes them.
+// asyncQueue holds AsyncWrite's buffers until the loop takes them. A
+// connection gets its own at its first AsyncWrite.
 type asyncQueue struct {
 	mu      sync.Mutex
 	items   []asyncReq
@@ -550,8 +680,11 @@ type asyncQueue struct {
 	posted  bool // a flush task is queued
 	closed  bool
 	flushFn func()
-	queued  atomic.Int64 // the loop's queued bytes, for AsyncWrite's bound
 }
+
+// closedAsync is the queue of every connection that closed before its
+// first AsyncWrite: it is closed, and nothing ever changes it.
+var closedAsync = &asyncQueue{closed: true}
 
 type asyncReq struct {
 	p    []byte

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -903,4 +904,61 @@ func TestDialTimeout(t *testing.T) {
 	require.ErrorIs(t, got, os.ErrDeadlineExceeded)
 	require.ErrorIs(t, got, unix.ETIMEDOUT)
 	require.Contains(t, got.Error(), "stream: dial tcp "+addr+": after 100ms: ")
+}
+
+// An accepted connection reports its peer's address, the client's local
+// one, and still does in OnClose, once its descriptor is closed (the
+// connection keeps the address, not the descriptor, to answer with): IPv4,
+// IPv6, IPv4 on a dual-stack listener (a v4-mapped peer), an unnamed Unix
+// peer ("@", as Go's net names it), a named one and an abstract one.
+func TestAcceptedRemoteAddr(t *testing.T) {
+	cases := listenAddrs(t)
+	cases["dual"] = ":0"
+	cases["unix-named"] = filepath.Join(t.TempDir(), "named")
+	cases["unix-abstract"] = filepath.Join(t.TempDir(), "abstract")
+	for name, addr := range cases {
+		t.Run(name, func(t *testing.T) {
+			network := name
+			switch name {
+			case "dual":
+				network = "tcp"
+			case "unix-named", "unix-abstract":
+				network = "unix"
+			}
+			l := newLoop(t)
+			var open, inClose string
+			var ln *stream.Listener
+			ln, err := stream.Listen(l, network, addr, func(c *stream.Conn) {
+				ln.Close(nil)
+				open = c.RemoteAddr().String()
+				c.OnClose(func(c *stream.Conn, _ error) { inClose = c.RemoteAddr().String() })
+				c.Close(nil)
+			})
+			require.NoError(t, err)
+			var want string
+			if network == "unix" && name != "unix" {
+				fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+				require.NoError(t, err)
+				defer unix.Close(fd)
+				want = filepath.Join(t.TempDir(), "client")
+				if name == "unix-abstract" {
+					want = fmt.Sprintf("@eventpipe-stream-test-%d", os.Getpid())
+				}
+				require.NoError(t, unix.Bind(fd, &unix.SockaddrUnix{Name: want}))
+				require.NoError(t, unix.Connect(fd, &unix.SockaddrUnix{Name: addr}))
+			} else {
+				a := ln.Addr().String()
+				if name == "dual" {
+					a = net.JoinHostPort("127.0.0.1", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+				}
+				conn, err := net.DialTimeout(ln.Addr().Network(), a, guard)
+				require.NoError(t, err)
+				defer conn.Close()
+				want = conn.LocalAddr().String()
+			}
+			run(t, l)
+			require.Equal(t, want, open)
+			require.Equal(t, want, inClose, "in OnClose, after the descriptor is closed")
+		})
+	}
 }

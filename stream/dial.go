@@ -15,7 +15,7 @@ type dialState struct {
 	l         *loop.Loop
 	op        string
 	network   string
-	cfg       config
+	cfg       *config // shared by the attempts' connections
 	sas       []unix.Sockaddr
 	onConnect func(c *Conn, err error)
 	lastErr   error
@@ -46,7 +46,7 @@ func Dial(l *loop.Loop, network, address string, onConnect func(c *Conn, err err
 	if err != nil {
 		return fmt.Errorf("stream: %s: %w", op, err)
 	}
-	d := &dialState{l: l, op: op, network: network, cfg: cfg, sas: t.sas, onConnect: onConnect}
+	d := &dialState{l: l, op: op, network: network, cfg: &cfg, sas: t.sas, onConnect: onConnect}
 	if cfg.dialTimeout > 0 {
 		d.timer = l.NewTimer(d.timedOut)
 		d.timer.Unref() // the attempt itself keeps the loop alive
@@ -96,7 +96,7 @@ func (d *dialState) timedOut() {
 	}
 	if c := d.conn; c != nil {
 		d.conn = nil
-		c.dial = nil // abandoned quietly
+		c.x.dial = nil // abandoned quietly
 		c.end(nil)
 	}
 	d.sas = nil
@@ -129,7 +129,7 @@ func (d *dialState) next() {
 			d.lastErr = os.NewSyscallError("connect", err)
 			continue
 		}
-		c, err := newConn(d.l, fd, &d.cfg, sa, d)
+		c, err := newConn(d.l, fd, d.cfg, peerOf(sa), d)
 		if err != nil {
 			d.lastErr = err
 			continue
@@ -155,16 +155,22 @@ func (d *dialState) report(c *Conn, err error) {
 // connected runs when a connecting socket becomes writable: the connect
 // finished, one way or the other.
 func (c *Conn) connected() {
-	d := c.dial
+	x := c.x
+	d := x.dial
 	d.conn = nil
-	if err := soError(c.fd); err != nil {
+	if err := soError(int(c.fd)); err != nil {
 		d.lastErr = os.NewSyscallError("connect", err)
-		c.dial = nil // abandoned quietly: the next address is tried now
+		x.dial = nil // abandoned quietly: the next address is tried now
 		c.end(nil)
 		d.next()
 		return
 	}
-	c.dial = nil
+	x.dial = nil
+	if x.remoteName == "" && x.remoteZone == 0 {
+		// Nobody has seen the connection yet, so the dial state was all
+		// its rare part held: a connected connection starts without one.
+		c.x = nil
+	}
 	c.updateInterest()
 	d.report(c, nil)
 	if !c.closing {

@@ -166,14 +166,14 @@ func (gl *GroupListener) closeParts() {
 
 // handoff runs on the acceptor's loop with each accepted socket: it picks
 // a loop and has that loop adopt the socket.
-func (gl *GroupListener) handoff(fd int, sa unix.Sockaddr) {
+func (gl *GroupListener) handoff(fd int, peer peerAddr) {
 	i := gl.pick()
 	gl.live[i].Add(1)
 	if i == 0 {
-		gl.serve(0, fd, sa)
+		gl.serve(0, fd, peer)
 		return
 	}
-	if err := gl.g.Post(i, func() { gl.serve(i, fd, sa) }); err != nil {
+	if err := gl.g.Post(i, func() { gl.serve(i, fd, peer) }); err != nil {
 		gl.live[i].Add(-1)
 		gl.errors.Add(1)
 		unix.Close(fd)
@@ -199,8 +199,8 @@ func (gl *GroupListener) pick() int {
 }
 
 // serve adopts fd on loop i, its owner from then on.
-func (gl *GroupListener) serve(i, fd int, sa unix.Sockaddr) {
-	c, err := newConn(gl.g.Loop(i), fd, &gl.cfg, sa, nil)
+func (gl *GroupListener) serve(i, fd int, peer peerAddr) {
+	c, err := newConn(gl.g.Loop(i), fd, &gl.cfg, peer, nil)
 	if err != nil {
 		gl.live[i].Add(-1)
 		gl.errors.Add(1)

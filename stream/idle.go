@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/eventpipe/eventpipe/loop"
 )
 
 // Idle timeouts cost no timer re-arm per read or write. Progress (a read
@@ -16,6 +18,14 @@ import (
 //
 // The timer is unreferenced: it never keeps the loop alive by itself.
 
+// idleState is a connection's idle timeout, made by its first
+// SetIdleTimeout.
+type idleState struct {
+	d          time.Duration // 0: off
+	t          *loop.Timer
+	lastActive time.Time
+}
+
 // SetIdleTimeout closes the connection, with an error wrapping
 // os.ErrDeadlineExceeded, once it has made no read or write progress for
 // d; d <= 0 turns the timeout off. Setting it counts as progress.
@@ -23,42 +33,45 @@ func (c *Conn) SetIdleTimeout(d time.Duration) {
 	if c.closing {
 		return
 	}
+	s := c.idle
 	if d <= 0 {
-		c.idle = 0
-		if c.idleT != nil {
-			c.idleT.Stop()
+		if s != nil {
+			s.d = 0
+			s.t.Stop()
 		}
 		return
 	}
-	c.idle = d
-	if c.idleT == nil {
-		c.idleT = c.l.NewTimer(c.idleFire)
-		c.idleT.Unref()
-		c.idleT.SetCloseHook(c.timerClosed)
+	if s == nil {
+		s = &idleState{t: c.ls.l.NewTimer(c.idleFire)}
+		s.t.Unref()
+		s.t.SetCloseHook(c.timerClosed)
+		c.idle = s
 	}
-	c.lastActive = c.l.Now()
-	if err := c.idleT.Start(d, 0); err != nil {
+	s.d = d
+	s.lastActive = c.ls.l.Now()
+	if err := s.t.Start(d, 0); err != nil {
 		c.end(fmt.Errorf("stream: set idle timeout: %w", err))
 	}
 }
 
 // touch records progress for the idle timeout.
 func (c *Conn) touch() {
-	if c.idle > 0 {
-		c.lastActive = c.l.Now()
+	if s := c.idle; s != nil && s.d > 0 {
+		s.lastActive = c.ls.l.Now()
 	}
 }
 
 func (c *Conn) idleFire() {
-	if c.closing || c.idle <= 0 {
+	s := c.idle
+	if c.closing || s.d <= 0 {
 		return
 	}
-	since := c.l.Now().Sub(c.lastActive)
-	if since >= c.idle {
-		c.end(fmt.Errorf("stream: idle for %v: %w", c.idle, os.ErrDeadlineExceeded))
+	since := c.ls.l.Now().Sub(s.lastActive)
+	if since >= s.d {
+		c.end(fmt.Errorf("stream: idle for %v: %w", s.d, os.ErrDeadlineExceeded))
 		return
 	}
-	if err := c.idleT.Start(c.idle-since, 0); err != nil {
+	if err := s.t.Start(s.d-since, 0); err != nil {
 		c.end(fmt.Errorf("stream: idle timer: %w", err))
 	}
 }

@@ -51,7 +51,7 @@ type Listener struct {
 	closing, finished bool
 	closeCb           func()
 
-	handoff func(fd int, sa unix.Sockaddr) // a group listener's acceptor: it serves the socket instead
+	handoff func(fd int, peer peerAddr) // a group listener's acceptor: it serves the socket instead
 }
 
 // Listen opens a listening socket for network ("tcp", "tcp4", "tcp6" or
@@ -178,10 +178,10 @@ func (ln *Listener) onReadable(poller.Events) {
 		if ln.closing {
 			return
 		}
-		fd, sa, err := accept(ln.fd)
+		fd, peer, err := accept(ln.fd)
 		switch err {
 		case nil:
-			ln.serve(fd, sa)
+			ln.serve(fd, peer)
 		case unix.EAGAIN:
 			return
 		case unix.ECONNABORTED:
@@ -195,12 +195,12 @@ func (ln *Listener) onReadable(poller.Events) {
 	}
 }
 
-func (ln *Listener) serve(fd int, sa unix.Sockaddr) {
+func (ln *Listener) serve(fd int, peer peerAddr) {
 	if ln.handoff != nil {
-		ln.handoff(fd, sa)
+		ln.handoff(fd, peer)
 		return
 	}
-	c, err := newConn(ln.l, fd, &ln.cfg, sa, nil)
+	c, err := newConn(ln.l, fd, &ln.cfg, peer, nil)
 	if err != nil {
 		ln.errors.Add(1)
 		return

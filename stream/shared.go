@@ -18,6 +18,7 @@ import (
 // queue limit, loop.WithQueueLimit): an unreferenced Async, whose sends
 // are never refused, and the connections waiting for it.
 type loopShared struct {
+	l    *loop.Loop
 	refs int
 	buf  []byte
 	iov  []unix.Iovec
@@ -42,7 +43,7 @@ func acquireShared(l *loop.Loop) (*loopShared, error) {
 	}
 	s := shared.m[l]
 	if s == nil {
-		s = &loopShared{}
+		s = &loopShared{l: l}
 		wake, err := l.NewAsync(s.flushWaiting)
 		if err != nil {
 			return nil, err

@@ -84,15 +84,60 @@ func newSocket(family int) (int, error) {
 	return fd, nil
 }
 
-// accept takes one pending connection, non-blocking and close-on-exec.
-func accept(fd int) (int, unix.Sockaddr, error) {
+// accept takes one pending connection, non-blocking and close-on-exec,
+// and its peer's address. It allocates nothing for an IP or unnamed Unix
+// peer (unix.Accept4 puts its address buffer and the Sockaddr it makes on
+// the heap, 144 bytes of garbage per connection).
+func accept(fd int) (int, peerAddr, error) {
 	for {
-		nfd, sa, err := unix.Accept4(fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-		if err == unix.EINTR {
+		var rsa unix.RawSockaddrAny
+		n := uint32(unix.SizeofSockaddrAny)
+		nfd, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(&rsa)),
+			uintptr(unsafe.Pointer(&n)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+		if e == unix.EINTR {
 			continue
 		}
-		return nfd, sa, err
+		if e != 0 {
+			return -1, peerAddr{}, e
+		}
+		return int(nfd), peerOfRaw(&rsa), nil
 	}
+}
+
+// peerOfRaw reads a kernel socket address as unix.Accept4 would
+// (anyToSockaddr), into a peerAddr.
+func peerOfRaw(rsa *unix.RawSockaddrAny) peerAddr {
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		pp := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		p := peerAddr{fam: peerInet4, port: netPort(&pp.Port)}
+		copy(p.ip[:], pp.Addr[:])
+		return p
+	case unix.AF_INET6:
+		pp := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		return peerAddr{fam: peerInet6, port: netPort(&pp.Port), ip: pp.Addr, zone: pp.Scope_id}
+	case unix.AF_UNIX:
+		pp := (*unix.RawSockaddrUnix)(unsafe.Pointer(rsa))
+		path := unsafe.Slice((*byte)(unsafe.Pointer(&pp.Path[0])), len(pp.Path))
+		if path[0] == 0 {
+			path[0] = '@' // an abstract (or no) name, shown as Go's net shows it
+		}
+		n := 0
+		for n < len(path) && path[n] != 0 {
+			n++
+		}
+		if n == 1 && path[0] == '@' {
+			return peerAddr{fam: peerUnixUnnamed}
+		}
+		return unixPeer(string(path[:n]))
+	}
+	return peerAddr{}
+}
+
+// netPort reads a port stored in network byte order.
+func netPort(p *uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(p))
+	return uint16(b[0])<<8 | uint16(b[1])
 }
 
 // openReserve opens the descriptor a listener gives up to shed connections

@@ -40,10 +40,12 @@ type completion struct {
 	err  error
 }
 
+// writeQueue is the queue's state beyond its size (Conn.queued), in the
+// connection's rare part: a connection whose writes the kernel always
+// takes whole never needs it.
 type writeQueue struct {
 	q              []wreq
 	head           int
-	queued         int
 	spare          []byte
 	completed      []completion
 	complPosted    bool
@@ -55,35 +57,44 @@ type writeQueue struct {
 	runCompletedFn func()
 }
 
-func (c *Conn) queuedLen() int { return len(c.q) - c.head }
+func (c *Conn) queuedLen() int {
+	if x := c.x; x != nil {
+		return len(x.q) - x.head
+	}
+	return 0
+}
+
+// shutReq reports whether Shutdown was called.
+func (c *Conn) shutReq() bool { return c.x != nil && c.x.shutReq }
 
 // Buffered returns the bytes queued and not yet taken by the kernel.
-func (c *Conn) Buffered() int { return c.queued }
+func (c *Conn) Buffered() int { return int(c.queued.Load()) }
 
 // Writable reports whether the queued output is at most the high-water mark
 // (WithHighWater) and the connection still accepts writes.
 func (c *Conn) Writable() bool {
-	return !c.closing && !c.shutReq && c.queued <= c.highWater
+	return !c.closing && !c.shutReq() && c.Buffered() <= c.cfg.highWater
 }
 
 // OnDrain sets the function called each time the write queue becomes empty
 // (after the done callbacks of the last requests).
-func (c *Conn) OnDrain(fn func(c *Conn)) { c.onDrain = fn }
-
-func (c *Conn) addQueued(n int) {
-	c.queued += n
-	c.async.queued.Store(int64(c.queued))
+func (c *Conn) OnDrain(fn func(c *Conn)) {
+	if fn != nil || c.x != nil {
+		c.more().onDrain = fn
+	}
 }
 
+func (c *Conn) addQueued(n int) { c.queued.Add(int64(n)) }
+
 func (c *Conn) writeCheck(op string, n int) error {
-	switch {
+	switch q := c.Buffered(); {
 	case c.closing:
 		return errClosed(op)
-	case c.shutReq:
+	case c.shutReq():
 		return fmt.Errorf("stream: %s: after Shutdown: %w", op, unix.EPIPE)
-	case c.queued+n > c.maxQueued:
+	case q+n > c.cfg.maxQueued:
 		return fmt.Errorf("stream: %s: %d bytes on top of %d queued pass WithMaxQueued(%d): %w",
-			op, n, c.queued, c.maxQueued, unix.ENOBUFS)
+			op, n, q, c.cfg.maxQueued, unix.ENOBUFS)
 	}
 	return nil
 }
@@ -105,7 +116,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	n := 0
 	if c.queuedLen() == 0 {
 		var err error
-		n, err = send(c.fd, p)
+		n, err = send(int(c.fd), p)
 		if err != nil && err != unix.EAGAIN {
 			e := fmt.Errorf("stream: write: %w", err)
 			c.end(e)
@@ -129,8 +140,9 @@ const copyChunk = 32 << 10
 
 // enqueueCopy queues a copy of p, in the tail copy buffer if it has room.
 func (c *Conn) enqueueCopy(p []byte) {
-	if k := len(c.q); k > c.head {
-		t := &c.q[k-1]
+	x := c.more()
+	if k := len(x.q); k > x.head {
+		t := &x.q[k-1]
 		if t.owned && t.done == nil && cap(t.buf)-len(t.buf) >= len(p) {
 			t.buf = append(t.buf, p...)
 			t.size += len(p)
@@ -139,13 +151,13 @@ func (c *Conn) enqueueCopy(p []byte) {
 		}
 	}
 	var b []byte
-	if cap(c.spare) >= len(p) {
-		b, c.spare = c.spare[:0], nil
+	if cap(x.spare) >= len(p) {
+		b, x.spare = x.spare[:0], nil
 	} else {
 		b = make([]byte, 0, max(len(p), copyChunk))
 	}
 	b = append(b, p...)
-	c.q = append(c.q, wreq{buf: b, size: len(p), base: b, owned: true})
+	x.q = append(x.q, wreq{buf: b, size: len(p), base: b, owned: true})
 	c.addQueued(len(p))
 }
 
@@ -169,7 +181,7 @@ func (c *Conn) Writev(bufs [][]byte, done func(err error)) error {
 	if c.queuedLen() == 0 && total > 0 {
 		iov := c.ls.iovs()
 		iov = appendIov(iov, &r)
-		n, err := sendv(c.fd, iov)
+		n, err := sendv(int(c.fd), iov)
 		if err != nil && err != unix.EAGAIN {
 			e := fmt.Errorf("stream: writev: %w", err)
 			c.end(e)
@@ -182,12 +194,14 @@ func (c *Conn) Writev(bufs [][]byte, done func(err error)) error {
 	}
 	if r.size == 0 {
 		if done != nil {
-			c.completed = append(c.completed, completion{done, nil})
+			x := c.more()
+			x.completed = append(x.completed, completion{done, nil})
 			c.postCompleted()
 		}
 		return nil
 	}
-	c.q = append(c.q, r)
+	x := c.more()
+	x.q = append(x.q, r)
 	c.addQueued(r.size)
 	c.updateInterest()
 	return nil
@@ -246,36 +260,38 @@ func (r *wreq) consume(n int) {
 }
 
 // advance removes n bytes taken by the kernel from the front of the queue.
+// The queue is not empty, so c.x is there.
 func (c *Conn) advance(n int) {
 	c.addQueued(-n)
-	for n > 0 && c.head < len(c.q) {
-		r := &c.q[c.head]
+	x := c.x
+	for n > 0 && x.head < len(x.q) {
+		r := &x.q[x.head]
 		if n < r.size {
 			r.consume(n)
 			return
 		}
 		n -= r.size
 		if r.done != nil {
-			c.completed = append(c.completed, completion{r.done, nil})
+			x.completed = append(x.completed, completion{r.done, nil})
 		}
-		if r.owned && cap(r.base) <= maxSpare && cap(r.base) > cap(c.spare) {
-			c.spare = r.base[:0]
+		if r.owned && cap(r.base) <= maxSpare && cap(r.base) > cap(x.spare) {
+			x.spare = r.base[:0]
 		}
-		c.q[c.head] = wreq{}
-		c.head++
+		x.q[x.head] = wreq{}
+		x.head++
 	}
 	switch {
-	case c.head == len(c.q):
-		c.q = c.q[:0]
-		c.head = 0
-		c.spare = nil // an idle connection keeps no copy buffer
-	case c.head >= 64 && c.head >= len(c.q)/2:
+	case x.head == len(x.q):
+		x.q = x.q[:0]
+		x.head = 0
+		x.spare = nil // an idle connection keeps no copy buffer
+	case x.head >= 64 && x.head >= len(x.q)/2:
 		// A queue that never empties would otherwise grow behind its
 		// head for ever.
-		k := copy(c.q, c.q[c.head:])
-		clear(c.q[k:])
-		c.q = c.q[:k]
-		c.head = 0
+		k := copy(x.q, x.q[x.head:])
+		clear(x.q[k:])
+		x.q = x.q[:k]
+		x.head = 0
 	}
 }
 
@@ -286,15 +302,16 @@ func (c *Conn) flush() {
 		if c.queuedLen() == 0 {
 			break
 		}
+		x := c.x
 		iov := c.ls.iovs()
-		for i := c.head; i < len(c.q) && len(iov) < maxIov; i++ {
-			iov = appendIov(iov, &c.q[i])
+		for i := x.head; i < len(x.q) && len(iov) < maxIov; i++ {
+			iov = appendIov(iov, &x.q[i])
 		}
 		total := 0
 		for _, v := range iov {
 			total += int(v.Len)
 		}
-		n, err := sendv(c.fd, iov)
+		n, err := sendv(int(c.fd), iov)
 		if err == unix.EAGAIN {
 			break
 		}
@@ -312,18 +329,19 @@ func (c *Conn) flush() {
 	}
 	empty := had && c.queuedLen() == 0
 	c.updateInterest()
-	if empty && c.shutReq && !c.shutDone {
+	x := c.x // there since had was true
+	if empty && x.shutReq && !x.shutDone {
 		c.doShutdown()
 	}
 	c.runCompleted()
 	if c.closing || !empty || c.queuedLen() > 0 {
 		return
 	}
-	if c.endAfterFlush {
+	if x.endAfterFlush {
 		c.end(io.EOF)
 		return
 	}
-	if fn := c.onDrain; fn != nil {
+	if fn := x.onDrain; fn != nil {
 		fn(c)
 	}
 }
@@ -339,18 +357,19 @@ func (c *Conn) Shutdown(cb func(err error)) {
 	switch {
 	case c.closing:
 		err = errClosed("shutdown")
-	case c.shutReq:
+	case c.shutReq():
 		err = fmt.Errorf("stream: shutdown: already shut down: %w", unix.ENOTCONN)
 	}
+	x := c.more()
 	if err != nil {
 		if cb != nil {
-			c.completed = append(c.completed, completion{cb, err})
+			x.completed = append(x.completed, completion{cb, err})
 			c.postCompleted()
 		}
 		return
 	}
-	c.shutReq = true
-	c.shutCb = cb
+	x.shutReq = true
+	x.shutCb = cb
 	if c.queuedLen() == 0 {
 		c.doShutdown()
 		c.postCompleted()
@@ -358,14 +377,15 @@ func (c *Conn) Shutdown(cb func(err error)) {
 }
 
 func (c *Conn) doShutdown() {
-	c.shutDone = true
+	x := c.x // Shutdown made it
+	x.shutDone = true
 	var err error
-	if e := unix.Shutdown(c.fd, unix.SHUT_WR); e != nil {
+	if e := unix.Shutdown(int(c.fd), unix.SHUT_WR); e != nil {
 		err = fmt.Errorf("stream: shutdown: %w", e)
 	}
-	if cb := c.shutCb; cb != nil {
-		c.shutCb = nil
-		c.completed = append(c.completed, completion{cb, err})
+	if cb := x.shutCb; cb != nil {
+		x.shutCb = nil
+		x.completed = append(x.completed, completion{cb, err})
 	}
 	if err != nil {
 		c.end(err)
@@ -374,50 +394,59 @@ func (c *Conn) doShutdown() {
 
 // postCompleted makes the loop run the completions soon.
 func (c *Conn) postCompleted() {
-	if c.complPosted || len(c.completed) == 0 {
+	x := c.x
+	if x == nil || x.complPosted || len(x.completed) == 0 {
 		return
 	}
-	c.complPosted = true
-	if err := c.l.Post(c.runCompletedFn); err != nil {
+	if x.runCompletedFn == nil {
+		x.runCompletedFn = c.runCompletedTask
+	}
+	x.complPosted = true
+	if err := c.ls.l.Post(x.runCompletedFn); err != nil {
 		// The loop is closed: there is no later to run them in.
-		c.complPosted = false
+		x.complPosted = false
 		c.runCompleted()
 	}
 }
 
 func (c *Conn) runCompletedTask() {
-	c.complPosted = false
+	c.x.complPosted = false
 	c.runCompleted()
 }
 
 // runCompleted runs the done callbacks due, in order; those added by a
 // callback run in the same pass.
 func (c *Conn) runCompleted() {
-	if c.completing {
+	x := c.x
+	if x == nil || x.completing {
 		return
 	}
-	c.completing = true
-	defer func() { c.completing = false }()
-	for i := 0; i < len(c.completed); i++ {
-		cm := c.completed[i]
-		c.completed[i] = completion{}
+	x.completing = true
+	defer func() { x.completing = false }()
+	for i := 0; i < len(x.completed); i++ {
+		cm := x.completed[i]
+		x.completed[i] = completion{}
 		if cm.done != nil {
 			cm.done(cm.err)
 		}
 	}
-	c.completed = c.completed[:0]
+	x.completed = x.completed[:0]
 }
 
 // failQueued ends every queued request with err.
 func (c *Conn) failQueued(err error) {
-	for i := c.head; i < len(c.q); i++ {
-		if d := c.q[i].done; d != nil {
-			c.completed = append(c.completed, completion{d, err})
-		}
-		c.q[i] = wreq{}
+	x := c.x
+	if x == nil {
+		return // nothing was ever queued
 	}
-	c.q, c.head, c.spare = nil, 0, nil
-	c.addQueued(-c.queued)
+	for i := x.head; i < len(x.q); i++ {
+		if d := x.q[i].done; d != nil {
+			x.completed = append(x.completed, completion{d, err})
+		}
+		x.q[i] = wreq{}
+	}
+	x.q, x.head, x.spare = nil, 0, nil
+	c.addQueued(-c.Buffered())
 }
 
 // AsyncWrite queues p for writing from any goroutine: the loop takes it
@@ -436,16 +465,23 @@ func (c *Conn) failQueued(err error) {
 // ENOBUFS error. After Close, AsyncWrite returns an error wrapping
 // os.ErrClosed. When AsyncWrite returns an error, done never runs.
 func (c *Conn) AsyncWrite(p []byte, done func(err error)) error {
-	a := &c.async
+	a := c.async.Load()
+	if a == nil {
+		a = &asyncQueue{}
+		a.flushFn = c.asyncFlush
+		if !c.async.CompareAndSwap(nil, a) {
+			a = c.async.Load() // another AsyncWrite's, or closedAsync
+		}
+	}
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
 		return errClosed("async write")
 	}
-	if q := int(a.queued.Load()) + a.pending; q+len(p) > c.maxQueued {
+	if q := c.Buffered() + a.pending; q+len(p) > c.cfg.maxQueued {
 		a.mu.Unlock()
 		return fmt.Errorf("stream: async write: %d bytes on top of %d queued pass WithMaxQueued(%d): %w",
-			len(p), q, c.maxQueued, unix.ENOBUFS)
+			len(p), q, c.cfg.maxQueued, unix.ENOBUFS)
 	}
 	a.items = append(a.items, asyncReq{p, done})
 	a.pending += len(p)
@@ -457,7 +493,7 @@ func (c *Conn) AsyncWrite(p []byte, done func(err error)) error {
 		// Close closes this connection too, and finish gives done its
 		// error. One refused by a queue limit goes by the loop's shared
 		// wakeup instead, which is never refused.
-		if err := postFlush(c.l, a.flushFn); err != nil && !errors.Is(err, os.ErrClosed) {
+		if err := postFlush(c.ls.l, a.flushFn); err != nil && !errors.Is(err, os.ErrClosed) {
 			c.ls.wakeFor(c)
 		}
 	}
@@ -468,29 +504,34 @@ func (c *Conn) AsyncWrite(p []byte, done func(err error)) error {
 var postFlush = (*loop.Loop).Post
 
 // asyncFlush moves AsyncWrite's buffers into the write queue, on the loop.
+// It runs only after an AsyncWrite queued something, so c.async is the
+// connection's own queue.
 func (c *Conn) asyncFlush() {
-	a := &c.async
+	a := c.async.Load()
 	a.mu.Lock()
 	items := a.items
 	a.items, a.spare = a.spare[:0], nil
 	a.pending = 0
 	a.posted = false
 	a.mu.Unlock()
-	for i := range items {
-		it := items[i]
-		items[i] = asyncReq{}
-		var err error
-		if len(it.p) > 0 {
-			err = c.writeCheck("async write", len(it.p))
-		}
-		switch {
-		case err != nil:
-			c.completed = append(c.completed, completion{it.done, err})
-		case len(it.p) == 0:
-			c.completed = append(c.completed, completion{it.done, nil})
-		default:
-			c.q = append(c.q, wreq{buf: it.p, size: len(it.p), done: it.done})
-			c.addQueued(len(it.p))
+	if len(items) > 0 {
+		x := c.more()
+		for i := range items {
+			it := items[i]
+			items[i] = asyncReq{}
+			var err error
+			if len(it.p) > 0 {
+				err = c.writeCheck("async write", len(it.p))
+			}
+			switch {
+			case err != nil:
+				x.completed = append(x.completed, completion{it.done, err})
+			case len(it.p) == 0:
+				x.completed = append(x.completed, completion{it.done, nil})
+			default:
+				x.q = append(x.q, wreq{buf: it.p, size: len(it.p), done: it.done})
+				c.addQueued(len(it.p))
+			}
 		}
 	}
 	a.mu.Lock()
@@ -506,12 +547,19 @@ func (c *Conn) asyncFlush() {
 
 // failAsync ends the buffers still waiting for the loop with err.
 func (c *Conn) failAsync(err error) {
-	a := &c.async
+	a := c.async.Load()
+	if a == nil || a == closedAsync {
+		return
+	}
 	a.mu.Lock()
 	items := a.items
 	a.items, a.pending, a.closed = nil, 0, true
 	a.mu.Unlock()
+	if len(items) == 0 {
+		return
+	}
+	x := c.more()
 	for _, it := range items {
-		c.completed = append(c.completed, completion{it.done, err})
+		x.completed = append(x.completed, completion{it.done, err})
 	}
 }
