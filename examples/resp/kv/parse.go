@@ -8,10 +8,10 @@ import (
 // Limits on what a request may hold; past them the request is a protocol
 // error, so garbage cannot make a connection buffer without bound.
 const (
-	MaxArgs   = 1024    // arguments in one request
-	MaxBulk   = 1 << 20 // bytes in one argument
-	MaxInline = 64 << 10
-	maxHeader = 32 // bytes of a "*N\r\n" or "$N\r\n" line, digits included
+	MaxArgs   = 1024     // arguments in one request
+	MaxBulk   = 1 << 20  // bytes in one argument
+	MaxInline = 64 << 10 // bytes of an inline (space-separated) request line
+	maxHeader = 32       // bytes of a "*N\r\n" or "$N\r\n" line, digits included
 )
 
 // ProtocolError is a request that cannot be parsed; the server answers it
