@@ -205,3 +205,42 @@ func TestPerfSimBeginEnd(t *testing.T) {
 	require.ErrorIs(t, sim.End(), os.ErrClosed)
 	require.ErrorIs(t, sim.Begin(), os.ErrClosed)
 }
+
+// A sample peeked in one session and still held stays held in the next:
+// Advance there consumes exactly it, and the records behind it (written
+// between the sessions) come next; the space of what a session advanced is
+// the kernel's again after End.
+func TestPerfSimHeldAcrossSessions(t *testing.T) {
+	sim, err := NewPerfSim(2, 1, true)
+	require.NoError(t, err)
+	defer sim.Close()
+	require.NoError(t, sim.Sample(0, 500, []byte{1}, nil))
+	require.NoError(t, sim.Begin())
+	s, ok, err := sim.Peek(0, nil)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, uint64(500), s.Time)
+	_, ok, err = sim.Peek(1, nil)
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.NoError(t, sim.End())
+
+	require.NoError(t, sim.Sample(0, 600, []byte{2}, nil))
+	require.NoError(t, sim.Begin())
+	adv, err := sim.Advance(0)
+	require.NoError(t, err)
+	require.True(t, adv, "the sample held from the last session")
+	s, ok, err = sim.Peek(0, nil)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, uint64(600), s.Time)
+	adv, err = sim.Advance(0)
+	require.NoError(t, err)
+	require.True(t, adv)
+	_, ok, err = sim.Peek(0, nil)
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.NoError(t, sim.End())
+	require.False(t, sim.Pending(), "the tail is stored by End")
+	require.Equal(t, uint64(2), sim.Stats().Samples)
+}
