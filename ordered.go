@@ -76,11 +76,9 @@ func (p *Pipe) mergeRun() {
 			if p.closed {
 				return
 			}
-			if _, err := from.rings.Advance(ring); err != nil {
-				p.fail(err)
-			}
+			// Past the record delivered, to the ring's next, in one call.
 			p.readerCalls++
-			ps, ok, err := from.rings.Peek(ring, p.lostFn)
+			ok, err := from.rings.Next(ring, p.lostFn, &best.s)
 			if p.closed {
 				return
 			}
@@ -90,8 +88,8 @@ func (p *Pipe) mergeRun() {
 			if !ok {
 				break // the ring ran dry: look at all of them again
 			}
-			best.s, best.ok = ps, true
-			if ps.Time > second {
+			best.ok = true
+			if best.s.Time > second {
 				break // another ring's head is older now
 			}
 		}

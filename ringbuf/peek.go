@@ -183,23 +183,52 @@ func ringsPending(rings []*perfRing) bool {
 
 var errNoRing = fmt.Errorf("ringbuf: no such ring: %w", unix.EINVAL)
 
-func peekRing(rings []*perfRing, i int, lost func(int, uint64), c *perfCounters, g *guard, batch bool) (PerfSample, bool, error) {
+func peekRing(rings []*perfRing, i int, lost func(int, uint64), c *perfCounters, g *guard, batch bool) (s PerfSample, ok bool, err error) {
 	if uint(i) >= uint(len(rings)) {
 		return PerfSample{}, false, errNoRing
 	}
 	ring := rings[i]
-	var s PerfSample
-	var ok bool
-	var err error
 	if batch {
-		s, ok, err = ring.peekBatch(lost, c, g)
+		ok, err = ring.peekBatch(lost, c, g, &s)
 	} else {
-		s, ok, err = ring.peek(lost, c, g)
+		ok, err = ring.peek(lost, c, g, &s)
 	}
 	if err != nil {
 		err = fmt.Errorf("ringbuf: CPU %d: %w", ring.cpu, err)
 	}
 	return s, ok, err
+}
+
+// Next is Advance(i) and then Peek(i), with the sample written to *s
+// (left as it was when ok is false): one call per record for a merge
+// that holds each ring's head in place while it delivers it.
+func (r *PerfReader) Next(i int, lost func(cpu int, count uint64), s *PerfSample) (ok bool, err error) {
+	if r.ps.open {
+		return r.ps.next(r.rings, i, lost, &r.stats, &r.g, s)
+	}
+	if _, err := r.advanceClaimed(i); err != nil {
+		return false, err
+	}
+	ps, ok, err := r.peekClaimed(i, lost)
+	if ok {
+		*s = ps
+	}
+	return ok, err
+}
+
+func (ps *peekSession) next(rings []*perfRing, i int, lost func(int, uint64), c *perfCounters, g *guard, s *PerfSample) (bool, error) {
+	if uint(i) >= uint(len(rings)) {
+		return false, errNoRing
+	}
+	ring := rings[i]
+	if ring.advanceBatch() {
+		ps.samples++
+	}
+	ok, err := ring.peekBatch(lost, c, g, s)
+	if err != nil {
+		err = fmt.Errorf("ringbuf: CPU %d: %w", ring.cpu, err)
+	}
+	return ok, err
 }
 
 // A ring's cursor, for Peek and Advance: cur is the reader's tail, which
@@ -230,17 +259,18 @@ func (r *perfRing) publish() {
 
 // peek is peekBatch on fresh positions, storing what it consumed before it
 // returns (or before a lost handler that panics unwinds it).
-func (r *perfRing) peek(lost func(int, uint64), c *perfCounters, g *guard) (PerfSample, bool, error) {
+func (r *perfRing) peek(lost func(int, uint64), c *perfCounters, g *guard, s *PerfSample) (bool, error) {
 	r.sync()
 	defer r.publish()
-	return r.peekBatch(lost, c, g)
+	return r.peekBatch(lost, c, g, s)
 }
 
 // peekBatch finds the first sample from the cursor's tail, consuming the
 // records of other types before it, and remembers where the sample ends
-// for advance. The checks are consume's: the positions' once per head
-// read, the headers' record by record.
-func (r *perfRing) peekBatch(lost func(int, uint64), c *perfCounters, g *guard) (PerfSample, bool, error) {
+// for advance; the sample goes to *s, untouched when there is none. The
+// checks are consume's: the positions' once per head read, the headers'
+// record by record.
+func (r *perfRing) peekBatch(lost func(int, uint64), c *perfCounters, g *guard, s *PerfSample) (bool, error) {
 	r.peeked = false
 	tail, head := r.cur, r.seen
 	for !g.closed() {
@@ -255,27 +285,28 @@ func (r *perfRing) peekBatch(lost func(int, uint64), c *perfCounters, g *guard) 
 			}
 			if size := uint64(len(r.data)); head-tail > size || (head-tail)%8 != 0 || tail%8 != 0 {
 				err := corruptf("perf ring head %d, tail %d, size %d", head, tail, size)
-				return PerfSample{}, false, r.resyncCursor(head, c, err)
+				return false, r.resyncCursor(head, c, err)
 			}
 		}
 		off := tail & r.mask
 		hdr := readPerfHeader(r.data[off : off+perfHeaderSize])
 		if avail := head - tail; !perfRecordOK(hdr, avail) {
-			return PerfSample{}, false, r.resyncCursor(head, c, checkPerfRecord(hdr, avail))
+			return false, r.resyncCursor(head, c, checkPerfRecord(hdr, avail))
 		}
 		rec := r.record(off, hdr.size)
 		switch hdr.typ {
 		case perfRecordSample:
 			at, raw, ok := r.sample(rec)
 			if !ok {
-				return PerfSample{}, false, r.resyncCursor(head, c, r.sampleError(rec))
+				return false, r.resyncCursor(head, c, r.sampleError(rec))
 			}
 			r.peeked, r.peekTail, r.peekNext = true, tail, tail+hdr.size
-			return PerfSample{CPU: r.cpu, Time: at, Data: raw}, true, nil
+			*s = PerfSample{CPU: r.cpu, Time: at, Data: raw}
+			return true, nil
 		case perfRecordLost:
 			n, err := lostCount(rec)
 			if err != nil {
-				return PerfSample{}, false, r.resyncCursor(head, c, err)
+				return false, r.resyncCursor(head, c, err)
 			}
 			tail += hdr.size
 			r.cur, r.dirty = tail, true
@@ -289,7 +320,7 @@ func (r *perfRing) peekBatch(lost func(int, uint64), c *perfCounters, g *guard) 
 			c.skipped.Add(1)
 		}
 	}
-	return PerfSample{}, false, nil
+	return false, nil
 }
 
 // resyncCursor is resync for the cursor too.

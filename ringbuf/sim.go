@@ -214,6 +214,21 @@ func (s *PerfSim) peekClaimed(i int, lost func(cpu int, count uint64)) (ps PerfS
 	return peekRing(s.rings, i, lost, &s.stats, &s.g, false)
 }
 
+// Next is PerfReader.Next.
+func (s *PerfSim) Next(i int, lost func(cpu int, count uint64), ps *PerfSample) (ok bool, err error) {
+	if s.ps.open {
+		return s.ps.next(s.rings, i, lost, &s.stats, &s.g, ps)
+	}
+	if _, err := s.advanceClaimed(i); err != nil {
+		return false, err
+	}
+	head, ok, err := s.peekClaimed(i, lost)
+	if ok {
+		*ps = head
+	}
+	return ok, err
+}
+
 // Advance is PerfReader.Advance.
 func (s *PerfSim) Advance(i int) (bool, error) {
 	if s.ps.open {

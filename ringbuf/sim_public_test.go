@@ -244,3 +244,40 @@ func TestPerfSimHeldAcrossSessions(t *testing.T) {
 	require.False(t, sim.Pending(), "the tail is stored by End")
 	require.Equal(t, uint64(2), sim.Stats().Samples)
 }
+
+// Next is Advance and then Peek, inside a session and outside one: it
+// moves past the held sample, writes the next one in place, and leaves
+// *s alone once the ring is dry.
+func TestPerfSimNext(t *testing.T) {
+	for _, session := range []bool{false, true} {
+		sim, err := NewPerfSim(1, 1, true)
+		require.NoError(t, err)
+		for i := range 3 {
+			require.NoError(t, sim.Sample(0, uint64(10+i), []byte{byte(i)}, nil))
+		}
+		if session {
+			require.NoError(t, sim.Begin())
+		}
+		s, ok, err := sim.Peek(0, nil)
+		require.NoError(t, err)
+		require.True(t, ok)
+		for i := 1; i < 3; i++ {
+			ok, err = sim.Next(0, nil, &s)
+			require.NoError(t, err)
+			require.True(t, ok)
+			require.Equal(t, uint64(10+i), s.Time, "session %v", session)
+		}
+		ok, err = sim.Next(0, nil, &s)
+		require.NoError(t, err)
+		require.False(t, ok)
+		require.Equal(t, uint64(12), s.Time, "untouched when dry")
+		_, err = sim.Next(1, nil, &s)
+		require.ErrorIs(t, err, unix.EINVAL)
+		if session {
+			require.NoError(t, sim.End())
+		}
+		require.False(t, sim.Pending())
+		require.Equal(t, uint64(3), sim.Stats().Samples)
+		require.NoError(t, sim.Close())
+	}
+}

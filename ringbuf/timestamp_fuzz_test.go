@@ -39,9 +39,9 @@ func FuzzPerfRingTimed(f *testing.F) {
 					var ps PerfSample
 					var ok bool
 					if session {
-						ps, ok, err = s.ring.peekBatch(nil, &s.c, &s.g)
+						ok, err = s.ring.peekBatch(nil, &s.c, &s.g, &ps)
 					} else {
-						ps, ok, err = s.ring.peek(nil, &s.c, &s.g)
+						ok, err = s.ring.peek(nil, &s.c, &s.g, &ps)
 					}
 					if err != nil || !ok {
 						break
