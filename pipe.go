@@ -85,6 +85,7 @@ type Pipe struct {
 	lastTime uint64 // Ordered: time of the latest record delivered in order
 	merging  bool
 	inMerge  []*perfSource // sources a merge has claimed (Begin), to End
+	heads    []heldRecord  // Ordered: every perf ring's head (addHeads)
 
 	routing     *perfSource // the merge's record being handled, for a panic
 	routingRing int
@@ -202,7 +203,7 @@ func (p *Pipe) teardown(cb func()) {
 	for _, s := range p.rings {
 		errs = append(errs, s.close())
 	}
-	p.perf, p.rings = nil, nil
+	p.perf, p.rings, p.heads = nil, nil, nil
 	if p.tick != nil {
 		p.tick.Close(nil)
 	}

@@ -30,18 +30,28 @@ type perfRings interface {
 
 // perfSource is one perf event array (or simulated set of perf rings).
 type perfSource struct {
-	rings  perfRings
-	reader *ringbuf.PerfReader // nil for a sim
-	w      *loop.Watcher       // nil for a sim
-	mapFD  int                 // the map the pipe created, -1 for the caller's
-	heads  []heldRecord        // Ordered: each ring's head, peeked and held
+	rings   perfRings
+	reader  *ringbuf.PerfReader // nil for a sim
+	w       *loop.Watcher       // nil for a sim
+	mapFD   int                 // the map the pipe created, -1 for the caller's
+	inMerge bool                // Ordered: claimed (Begin) by the merge running
 }
 
 // heldRecord is the head of one ring as the merge saw it: valid (in the
-// ring, not copied) until the ring is advanced.
+// ring, not copied) until the ring is advanced. The merge keeps one per
+// ring of every perf source in one slice, scanned in one loop.
 type heldRecord struct {
-	s  ringbuf.PerfSample
-	ok bool
+	s    ringbuf.PerfSample
+	ok   bool
+	src  *perfSource
+	ring int
+}
+
+// addHeads gives the merge a held record for each of s's rings.
+func (p *Pipe) addHeads(s *perfSource) {
+	for i := range s.rings.Rings() {
+		p.heads = append(p.heads, heldRecord{src: s, ring: i})
+	}
 }
 
 func (s *perfSource) close() error {
@@ -118,7 +128,7 @@ func (p *Pipe) attachPerf(mapFD int, opts ringbuf.PerfOptions, owned bool) error
 	s := &perfSource{rings: r, reader: r, mapFD: -1}
 	var cb func(poller.Events)
 	if p.opts.Ordered {
-		s.heads = make([]heldRecord, r.Rings())
+		p.addHeads(s)
 		cb = func(poller.Events) {
 			if err := r.ClearWakeup(); err != nil {
 				p.fail(err)
