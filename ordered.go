@@ -146,6 +146,7 @@ func (p *Pipe) scanHeads() (bi int, second uint64, all bool) {
 // endMerge ends the readers' claims, also when a handler panicked; a
 // reader closed meanwhile is released here.
 func (p *Pipe) endMerge(panicked bool) {
+	p.flushRouted()
 	if s := p.routing; s != nil {
 		// A handler panicked: its record counts as delivered, as in
 		// ringbuf's Consume, so that it does not come back to panic again.

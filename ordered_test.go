@@ -234,6 +234,7 @@ func TestHandlerPanic(t *testing.T) {
 		require.ErrorAs(t, err, &pe)
 		require.Equal(t, want[:len(got)], got)
 		require.Equal(t, panicOn, got[len(got)-1])
+		require.Equal(t, uint64(len(got)), p.Stats().Delivered, "counted, also the panicking handler's record")
 		runUntil(t, l, 5*time.Second, func() bool { return len(got) == 4 })
 		require.Equal(t, want, got, "ordered %v", ordered)
 		closePipe(t, l, p)

@@ -47,7 +47,10 @@ type Options struct {
 
 // Stats counts what the pipe has done. All fields only grow.
 type Stats struct {
-	Delivered uint64 // records handed to a registered category's handler
+	// Delivered counts records handed to a registered category's handler;
+	// it is updated once per drain of a source (or per merge pass), so a
+	// handler reading it sees the records of earlier drains.
+	Delivered uint64
 	Lost      uint64 // records the kernel reported lost (PERF_RECORD_LOST counts)
 	Late      uint64 // Ordered: records delivered after a record with a later time
 	Errors    uint64 // short records, unknown categories, corrupt rings, reader errors
@@ -95,6 +98,7 @@ type Pipe struct {
 
 	delivered, lost, late, errs atomic.Uint64
 	readerCalls                 uint64 // Consume and Peek calls, for tests
+	routed                      uint64 // delivered, not yet in delivered (flushRouted)
 }
 
 // New creates a pipe on l with no sources and no categories. Negative

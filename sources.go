@@ -171,6 +171,7 @@ func cpuSlots() (int, error) {
 
 // consumePerf drains a perf source in arrival order.
 func (p *Pipe) consumePerf(s *perfSource) {
+	defer p.flushRouted()
 	p.readerCalls++
 	if _, err := s.rings.Consume(p.perfHandler); err != nil && !p.closed {
 		p.fail(fmt.Errorf("eventpipe: %w", err))
@@ -228,6 +229,7 @@ func (p *Pipe) attachRing(mapFD int, owned bool) error {
 }
 
 func (p *Pipe) consumeRing(s *ringSource) {
+	defer p.flushRouted()
 	p.readerCalls++
 	if _, err := s.reader.Consume(p.ringFn); err != nil && !p.closed {
 		p.fail(fmt.Errorf("eventpipe: %w", err))
