@@ -44,14 +44,19 @@ func (p *Pipe) mergeRun() {
 			p.fail(err)
 			continue
 		}
+		s.inMerge = true
 		p.inMerge = append(p.inMerge, s)
 	}
 	now := uint64(0)
 	for !p.closed {
-		best, from, ring, second, all := p.scanHeads()
-		if p.closed || best == nil {
+		bi, second, all := p.scanHeads()
+		if p.closed || bi < 0 {
 			return
 		}
+		// An index, not a pointer: a handler may attach a source, which
+		// grows p.heads.
+		best := &p.heads[bi]
+		from, ring := best.src, best.ring
 		for {
 			if !all {
 				due := best.s.Time + p.window
@@ -76,11 +81,10 @@ func (p *Pipe) mergeRun() {
 			if p.closed {
 				return
 			}
-			if _, err := from.rings.Advance(ring); err != nil {
-				p.fail(err)
-			}
+			best = &p.heads[bi]
+			// Past the record delivered, to the ring's next, in one call.
 			p.readerCalls++
-			ps, ok, err := from.rings.Peek(ring, p.lostFn)
+			ok, err := from.rings.Next(ring, p.lostFn, &best.s)
 			if p.closed {
 				return
 			}
@@ -90,54 +94,59 @@ func (p *Pipe) mergeRun() {
 			if !ok {
 				break // the ring ran dry: look at all of them again
 			}
-			best.s, best.ok = ps, true
-			if ps.Time > second {
+			best.ok = true
+			if best.s.Time > second {
 				break // another ring's head is older now
 			}
 		}
 	}
 }
 
-// scanHeads peeks every ring that has no head held, and returns the oldest
-// head, where it is, the oldest time among the other rings' heads
-// (MaxUint64 if none), and whether every ring holds a head.
-func (p *Pipe) scanHeads() (best *heldRecord, from *perfSource, ring int, second uint64, all bool) {
-	second, all = math.MaxUint64, true
-	for _, s := range p.inMerge {
-		for i := range s.heads {
-			h := &s.heads[i]
-			if !h.ok {
-				p.readerCalls++
-				ps, ok, err := s.rings.Peek(i, p.lostFn)
-				if p.closed {
-					return nil, nil, 0, 0, false
-				}
-				if err != nil {
-					p.fail(err)
-				}
-				if !ok {
-					all = false
-					continue
-				}
-				h.s, h.ok = ps, true
+// scanHeads peeks every ring of a claimed source that has no head held,
+// and returns the index in p.heads of the oldest head (-1 if none), the
+// oldest time among the other rings' heads (MaxUint64 if none), and
+// whether every ring holds a head.
+func (p *Pipe) scanHeads() (bi int, second uint64, all bool) {
+	bi, second, all = -1, math.MaxUint64, true
+	bt := uint64(math.MaxUint64)
+	for i := range p.heads {
+		h := &p.heads[i]
+		if !h.src.inMerge {
+			continue // attached during this merge, or not claimed
+		}
+		if !h.ok {
+			p.readerCalls++
+			ps, ok, err := h.src.rings.Peek(h.ring, p.lostFn)
+			if p.closed {
+				return -1, 0, false
 			}
-			switch {
-			case best == nil:
-				best, from, ring = h, s, i
-			case h.s.Time < best.s.Time:
-				second = best.s.Time
-				best, from, ring = h, s, i
-			case h.s.Time < second:
-				second = h.s.Time
+			if err != nil {
+				p.fail(err)
 			}
+			h = &p.heads[i] // Peek's lost handler may have attached a source
+			if !ok {
+				all = false
+				continue
+			}
+			h.s, h.ok = ps, true
+		}
+		switch t := h.s.Time; {
+		case bi < 0:
+			bi, bt = i, t
+		case t < bt:
+			second = bt
+			bi, bt = i, t
+		case t < second:
+			second = t
 		}
 	}
-	return best, from, ring, second, all
+	return bi, second, all
 }
 
 // endMerge ends the readers' claims, also when a handler panicked; a
 // reader closed meanwhile is released here.
 func (p *Pipe) endMerge(panicked bool) {
+	p.flushRouted()
 	if s := p.routing; s != nil {
 		// A handler panicked: its record counts as delivered, as in
 		// ringbuf's Consume, so that it does not come back to panic again.
@@ -150,6 +159,7 @@ func (p *Pipe) endMerge(panicked bool) {
 		p.wake() // the records after it wait for no wakeup: come back for them
 	}
 	for i, s := range p.inMerge {
+		s.inMerge = false
 		if err := s.rings.End(); err != nil && !p.closed {
 			p.fail(err)
 		}

@@ -234,8 +234,38 @@ func TestHandlerPanic(t *testing.T) {
 		require.ErrorAs(t, err, &pe)
 		require.Equal(t, want[:len(got)], got)
 		require.Equal(t, panicOn, got[len(got)-1])
+		require.Equal(t, uint64(len(got)), p.Stats().Delivered, "counted, also the panicking handler's record")
 		runUntil(t, l, 5*time.Second, func() bool { return len(got) == 4 })
 		require.Equal(t, want, got, "ordered %v", ordered)
 		closePipe(t, l, p)
 	}
+}
+
+// A handler may attach a source while the merge runs (the merge keeps every
+// ring's head in one slice, which grows then): the running merge goes on
+// with the sources it claimed, in order, and the new source's records are
+// merged from the next pass on (late, here, as they are older).
+func TestOrderedAttachInHandler(t *testing.T) {
+	l := newLoop(t)
+	p := newPipe(t, l, Options{Ordered: true})
+	var times []uint64
+	var later *Sim
+	p.Register(func(ev Event) {
+		times = append(times, ev.Time)
+		if later == nil {
+			later = p.AttachSim(3)
+			for cpu := range 3 {
+				require.NoError(t, later.EmitAt(cpu, 25+uint64(cpu), 0, nil))
+			}
+		}
+	})
+	sim := p.AttachSim(2)
+	for i := range uint64(4) {
+		require.NoError(t, sim.EmitAt(int(i%2), 10*(i+1), 0, nil))
+	}
+	runUntil(t, l, 5*time.Second, func() bool { return len(times) == 7 })
+	require.Equal(t, []uint64{10, 20, 30, 40, 25, 26, 27}, times)
+	require.Equal(t, uint64(3), p.Stats().Late)
+	require.Equal(t, uint64(7), p.Stats().Delivered)
+	closePipe(t, l, p)
 }

@@ -47,7 +47,10 @@ type Options struct {
 
 // Stats counts what the pipe has done. All fields only grow.
 type Stats struct {
-	Delivered uint64 // records handed to a registered category's handler
+	// Delivered counts records handed to a registered category's handler;
+	// it is updated once per drain of a source (or per merge pass), so a
+	// handler reading it sees the records of earlier drains.
+	Delivered uint64
 	Lost      uint64 // records the kernel reported lost (PERF_RECORD_LOST counts)
 	Late      uint64 // Ordered: records delivered after a record with a later time
 	Errors    uint64 // short records, unknown categories, corrupt rings, reader errors
@@ -85,6 +88,7 @@ type Pipe struct {
 	lastTime uint64 // Ordered: time of the latest record delivered in order
 	merging  bool
 	inMerge  []*perfSource // sources a merge has claimed (Begin), to End
+	heads    []heldRecord  // Ordered: every perf ring's head (addHeads)
 
 	routing     *perfSource // the merge's record being handled, for a panic
 	routingRing int
@@ -94,6 +98,7 @@ type Pipe struct {
 
 	delivered, lost, late, errs atomic.Uint64
 	readerCalls                 uint64 // Consume and Peek calls, for tests
+	routed                      uint64 // delivered, not yet in delivered (flushRouted)
 }
 
 // New creates a pipe on l with no sources and no categories. Negative
@@ -202,7 +207,7 @@ func (p *Pipe) teardown(cb func()) {
 	for _, s := range p.rings {
 		errs = append(errs, s.close())
 	}
-	p.perf, p.rings = nil, nil
+	p.perf, p.rings, p.heads = nil, nil, nil
 	if p.tick != nil {
 		p.tick.Close(nil)
 	}

@@ -43,7 +43,7 @@ func (p *Pipe) AttachSim(cpus int) *Sim {
 	s.sim = sim
 	src := &perfSource{rings: sim, mapFD: -1}
 	if p.opts.Ordered {
-		src.heads = make([]heldRecord, sim.Rings())
+		p.addHeads(src)
 	}
 	p.perf = append(p.perf, src)
 	return s

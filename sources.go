@@ -20,6 +20,7 @@ type perfRings interface {
 	Consume(h ringbuf.Handler) (int, error)
 	Peek(i int, lost func(cpu int, count uint64)) (ringbuf.PerfSample, bool, error)
 	Advance(i int) (bool, error)
+	Next(i int, lost func(cpu int, count uint64), s *ringbuf.PerfSample) (bool, error)
 	Begin() error
 	End() error
 	Pending() bool
@@ -29,18 +30,28 @@ type perfRings interface {
 
 // perfSource is one perf event array (or simulated set of perf rings).
 type perfSource struct {
-	rings  perfRings
-	reader *ringbuf.PerfReader // nil for a sim
-	w      *loop.Watcher       // nil for a sim
-	mapFD  int                 // the map the pipe created, -1 for the caller's
-	heads  []heldRecord        // Ordered: each ring's head, peeked and held
+	rings   perfRings
+	reader  *ringbuf.PerfReader // nil for a sim
+	w       *loop.Watcher       // nil for a sim
+	mapFD   int                 // the map the pipe created, -1 for the caller's
+	inMerge bool                // Ordered: claimed (Begin) by the merge running
 }
 
 // heldRecord is the head of one ring as the merge saw it: valid (in the
-// ring, not copied) until the ring is advanced.
+// ring, not copied) until the ring is advanced. The merge keeps one per
+// ring of every perf source in one slice, scanned in one loop.
 type heldRecord struct {
-	s  ringbuf.PerfSample
-	ok bool
+	s    ringbuf.PerfSample
+	ok   bool
+	src  *perfSource
+	ring int
+}
+
+// addHeads gives the merge a held record for each of s's rings.
+func (p *Pipe) addHeads(s *perfSource) {
+	for i := range s.rings.Rings() {
+		p.heads = append(p.heads, heldRecord{src: s, ring: i})
+	}
 }
 
 func (s *perfSource) close() error {
@@ -117,7 +128,7 @@ func (p *Pipe) attachPerf(mapFD int, opts ringbuf.PerfOptions, owned bool) error
 	s := &perfSource{rings: r, reader: r, mapFD: -1}
 	var cb func(poller.Events)
 	if p.opts.Ordered {
-		s.heads = make([]heldRecord, r.Rings())
+		p.addHeads(s)
 		cb = func(poller.Events) {
 			if err := r.ClearWakeup(); err != nil {
 				p.fail(err)
@@ -160,6 +171,7 @@ func cpuSlots() (int, error) {
 
 // consumePerf drains a perf source in arrival order.
 func (p *Pipe) consumePerf(s *perfSource) {
+	defer p.flushRouted()
 	p.readerCalls++
 	if _, err := s.rings.Consume(p.perfHandler); err != nil && !p.closed {
 		p.fail(fmt.Errorf("eventpipe: %w", err))
@@ -217,6 +229,7 @@ func (p *Pipe) attachRing(mapFD int, owned bool) error {
 }
 
 func (p *Pipe) consumeRing(s *ringSource) {
+	defer p.flushRouted()
 	p.readerCalls++
 	if _, err := s.reader.Consume(p.ringFn); err != nil && !p.closed {
 		p.fail(fmt.Errorf("eventpipe: %w", err))

@@ -135,10 +135,12 @@
 //
 // PerfOptions.Timestamps opens the perf events with PERF_SAMPLE_TIME on
 // CLOCK_MONOTONIC; Handler.SampleAt receives each sample's time. Peek and
-// Advance (between Begin and End, for a series of them) let a caller hold
-// each ring's head record in place, without copying it, and decide which
-// ring to deliver from next: a merge by time across CPUs, as package
-// eventpipe does. PerfSim builds perf rings in ordinary memory and writes
+// Advance (between Begin and End, for a series of them, with Next doing
+// both in one call) let a caller hold each ring's head record in place,
+// without copying it, and decide which ring to deliver from next: a merge
+// by time across CPUs, as package eventpipe does. Inside Begin and End a
+// ring's positions are read and stored once per batch, as Consume does,
+// not once per record. PerfSim builds perf rings in ordinary memory and writes
 // records into them exactly as the kernel does (samples with their padding
 // and optional time, lost records, wraps); the same code reads them, so
 // handlers can be tested without privileges.

@@ -36,14 +36,20 @@ func (r *PerfReader) Rings() int { return len(r.cpus) }
 // Consume, Poll, Peek or Advance.
 //
 // Outside Begin and End, each Peek and Advance claims the reader for
-// itself, as a Consume does; between them they do not, which is what a
-// merge that calls them for every record wants.
+// itself, as a Consume does, reads the ring's positions afresh and stores
+// the tail it moved. Between them they do not, which is what a merge that
+// calls them for every record wants: a ring's head is read again only once
+// the records published up to the head last read are used up (as Consume
+// reads it once per drain), and the tail Advance moves is stored when that
+// happens and at End, not per record. The kernel does not overwrite a
+// record before the stored tail passes it, so a held record stays intact
+// either way; the ring's space just comes back once per batch.
 //
 // Peek does not reset Fd: a caller that drains with Peek and Advance rather
 // than Consume calls ClearWakeup before it looks at the rings.
 func (r *PerfReader) Peek(i int, lost func(cpu int, count uint64)) (PerfSample, bool, error) {
 	if r.ps.open {
-		return peekRing(r.rings, i, lost, &r.stats, &r.g)
+		return peekRing(r.rings, i, lost, &r.stats, &r.g, true)
 	}
 	return r.peekClaimed(i, lost)
 }
@@ -55,7 +61,7 @@ func (r *PerfReader) peekClaimed(i int, lost func(cpu int, count uint64)) (s Per
 		return PerfSample{}, false, err
 	}
 	defer func() { err = r.leave(err) }()
-	return peekRing(r.rings, i, lost, &r.stats, &r.g)
+	return peekRing(r.rings, i, lost, &r.stats, &r.g, false)
 }
 
 // Advance consumes the sample the latest Peek of ring i returned, storing
@@ -82,12 +88,12 @@ func (r *PerfReader) advanceClaimed(i int) (advanced bool, err error) {
 // Close meanwhile (from a handler, say) makes Peek find nothing, and End
 // releases the reader. Begin while a Consume, Poll or another Begin holds
 // the reader is an error wrapping unix.EBUSY.
-func (r *PerfReader) Begin() error { return r.ps.begin(&r.g) }
+func (r *PerfReader) Begin() error { return r.ps.begin(&r.g, r.rings) }
 
 // End ends what Begin started. Without a Begin it is an error wrapping
 // unix.EINVAL.
 func (r *PerfReader) End() error {
-	if err := r.ps.end(&r.stats); err != nil {
+	if err := r.ps.end(&r.stats, r.rings); err != nil {
 		return err
 	}
 	return r.leave(nil)
@@ -103,36 +109,47 @@ type peekSession struct {
 
 var errNoSession = fmt.Errorf("ringbuf: end: no Begin: %w", unix.EINVAL)
 
-func (ps *peekSession) begin(g *guard) error {
+func (ps *peekSession) begin(g *guard, rings []*perfRing) error {
 	if err := g.enter("begin"); err != nil {
 		return err
 	}
 	ps.open = true
+	for _, ring := range rings {
+		ring.sync()
+	}
 	return nil
 }
 
-func (ps *peekSession) end(c *perfCounters) error {
+// end stores every ring's tail; a Close during the session has not
+// released the rings yet (the caller's leave does, after this).
+func (ps *peekSession) end(c *perfCounters, rings []*perfRing) error {
 	if !ps.open {
 		return errNoSession
 	}
 	ps.open = false
+	for _, ring := range rings {
+		ring.publish()
+	}
 	c.samples.Add(ps.samples)
 	ps.samples = 0
 	return nil
 }
 
 func (ps *peekSession) advance(rings []*perfRing, i int, c *perfCounters) (bool, error) {
-	if i < 0 || i >= len(rings) {
+	if uint(i) >= uint(len(rings)) {
 		return false, errNoRing
+	}
+	if ps.open {
+		if !rings[i].advanceBatch() {
+			return false, nil
+		}
+		ps.samples++
+		return true, nil
 	}
 	if !rings[i].advance() {
 		return false, nil
 	}
-	if ps.open {
-		ps.samples++
-	} else {
-		c.samples.Add(1)
-	}
+	c.samples.Add(1)
 	return true, nil
 }
 
@@ -166,67 +183,154 @@ func ringsPending(rings []*perfRing) bool {
 
 var errNoRing = fmt.Errorf("ringbuf: no such ring: %w", unix.EINVAL)
 
-func peekRing(rings []*perfRing, i int, lost func(int, uint64), c *perfCounters, g *guard) (PerfSample, bool, error) {
-	if i < 0 || i >= len(rings) {
+func peekRing(rings []*perfRing, i int, lost func(int, uint64), c *perfCounters, g *guard, batch bool) (s PerfSample, ok bool, err error) {
+	if uint(i) >= uint(len(rings)) {
 		return PerfSample{}, false, errNoRing
 	}
 	ring := rings[i]
-	s, ok, err := ring.peek(lost, c, g)
+	if batch {
+		ok, err = ring.peekBatch(lost, c, g, &s)
+	} else {
+		ok, err = ring.peek(lost, c, g, &s)
+	}
 	if err != nil {
 		err = fmt.Errorf("ringbuf: CPU %d: %w", ring.cpu, err)
 	}
 	return s, ok, err
 }
 
-// peek finds the first sample from the ring's tail, consuming the records
-// of other types before it, and remembers where the sample ends for
-// advance. The checks are consume's, record by record.
-func (r *perfRing) peek(lost func(int, uint64), c *perfCounters, g *guard) (PerfSample, bool, error) {
+// Next is Advance(i) and then Peek(i), with the sample written to *s
+// (left as it was when ok is false): one call per record for a merge
+// that holds each ring's head in place while it delivers it.
+func (r *PerfReader) Next(i int, lost func(cpu int, count uint64), s *PerfSample) (ok bool, err error) {
+	if r.ps.open {
+		return r.ps.next(r.rings, i, lost, &r.stats, &r.g, s)
+	}
+	if _, err := r.advanceClaimed(i); err != nil {
+		return false, err
+	}
+	ps, ok, err := r.peekClaimed(i, lost)
+	if ok {
+		*s = ps
+	}
+	return ok, err
+}
+
+func (ps *peekSession) next(rings []*perfRing, i int, lost func(int, uint64), c *perfCounters, g *guard, s *PerfSample) (bool, error) {
+	if uint(i) >= uint(len(rings)) {
+		return false, errNoRing
+	}
+	ring := rings[i]
+	if ring.advanceBatch() {
+		ps.samples++
+	}
+	ok, err := ring.peekBatch(lost, c, g, s)
+	if err != nil {
+		err = fmt.Errorf("ringbuf: CPU %d: %w", ring.cpu, err)
+	}
+	return ok, err
+}
+
+// A ring's cursor, for Peek and Advance: cur is the reader's tail, which
+// may run ahead of the one stored in the ring (dirty says so), and seen the
+// head as last read. Outside a session peek and advance sync it before and
+// publish it after each call; inside one, Begin syncs and End publishes.
+
+// sync takes the ring's stored tail as the cursor and forgets the head, so
+// that the next peekBatch reads it. A sample peeked before stays held only
+// if nothing consumed it since; the head is then known to be at least past
+// it (seen must never be behind cur once Advance moves it).
+func (r *perfRing) sync() {
+	r.cur = atomic.LoadUint64(r.tail)
+	r.seen, r.dirty = r.cur, false
+	r.peeked = r.peeked && r.peekTail == r.cur
+	if r.peeked {
+		r.seen = r.peekNext
+	}
+}
+
+// publish stores the cursor's tail if it moved.
+func (r *perfRing) publish() {
+	if r.dirty {
+		r.dirty = false
+		storeRelease(r.tail, r.cur)
+	}
+}
+
+// peek is peekBatch on fresh positions, storing what it consumed before it
+// returns (or before a lost handler that panics unwinds it).
+func (r *perfRing) peek(lost func(int, uint64), c *perfCounters, g *guard, s *PerfSample) (bool, error) {
+	r.sync()
+	defer r.publish()
+	return r.peekBatch(lost, c, g, s)
+}
+
+// peekBatch finds the first sample from the cursor's tail, consuming the
+// records of other types before it, and remembers where the sample ends
+// for advance; the sample goes to *s, untouched when there is none. The
+// checks are consume's: the positions' once per head read, the headers'
+// record by record.
+func (r *perfRing) peekBatch(lost func(int, uint64), c *perfCounters, g *guard, s *PerfSample) (bool, error) {
 	r.peeked = false
-	head := loadAcquire(r.head)
-	tail := atomic.LoadUint64(r.tail)
-	size := uint64(len(r.data))
-	for tail != head && !g.closed() {
-		if avail := head - tail; avail > size || avail%8 != 0 || tail%8 != 0 {
-			err := corruptf("perf ring head %d, tail %d, size %d", head, tail, size)
-			return PerfSample{}, false, r.resync(head, c, err)
+	tail, head := r.cur, r.seen
+	for !g.closed() {
+		if tail == head {
+			// The records seen are used up: give their space back to
+			// the kernel, and look for more.
+			r.publish()
+			head = loadAcquire(r.head)
+			r.seen = head
+			if tail == head {
+				break
+			}
+			if size := uint64(len(r.data)); head-tail > size || (head-tail)%8 != 0 || tail%8 != 0 {
+				err := corruptf("perf ring head %d, tail %d, size %d", head, tail, size)
+				return false, r.resyncCursor(head, c, err)
+			}
 		}
 		off := tail & r.mask
 		hdr := readPerfHeader(r.data[off : off+perfHeaderSize])
-		if err := checkPerfRecord(hdr, head-tail); err != nil {
-			return PerfSample{}, false, r.resync(head, c, err)
+		if avail := head - tail; !perfRecordOK(hdr, avail) {
+			return false, r.resyncCursor(head, c, checkPerfRecord(hdr, avail))
 		}
 		rec := r.record(off, hdr.size)
 		switch hdr.typ {
 		case perfRecordSample:
 			at, raw, ok := r.sample(rec)
 			if !ok {
-				return PerfSample{}, false, r.resync(head, c, r.sampleError(rec))
+				return false, r.resyncCursor(head, c, r.sampleError(rec))
 			}
 			r.peeked, r.peekTail, r.peekNext = true, tail, tail+hdr.size
-			return PerfSample{CPU: r.cpu, Time: at, Data: raw}, true, nil
+			*s = PerfSample{CPU: r.cpu, Time: at, Data: raw}
+			return true, nil
 		case perfRecordLost:
 			n, err := lostCount(rec)
 			if err != nil {
-				return PerfSample{}, false, r.resync(head, c, err)
+				return false, r.resyncCursor(head, c, err)
 			}
 			tail += hdr.size
-			storeRelease(r.tail, tail)
+			r.cur, r.dirty = tail, true
 			c.lost.Add(n)
 			if lost != nil {
 				lost(r.cpu, n)
 			}
 		default:
 			tail += hdr.size
-			storeRelease(r.tail, tail)
+			r.cur, r.dirty = tail, true
 			c.skipped.Add(1)
 		}
 	}
-	return PerfSample{}, false, nil
+	return false, nil
 }
 
-// advance moves the tail past the sample peek returned, if the tail has not
-// moved since.
+// resyncCursor is resync for the cursor too.
+func (r *perfRing) resyncCursor(head uint64, c *perfCounters, err error) error {
+	r.cur, r.seen, r.dirty = head, head, false
+	return r.resync(head, c, err)
+}
+
+// advance moves the stored tail past the sample peek returned, if the tail
+// has not moved since (a Consume in between).
 func (r *perfRing) advance() bool {
 	if !r.peeked {
 		return false
@@ -236,5 +340,18 @@ func (r *perfRing) advance() bool {
 		return false
 	}
 	storeRelease(r.tail, r.peekNext)
+	r.cur = r.peekNext
+	return true
+}
+
+// advanceBatch moves the cursor past the sample peekBatch returned; the
+// tail is stored later (publish). Nothing but the session's own calls can
+// move the ring's tail meanwhile.
+func (r *perfRing) advanceBatch() bool {
+	if !r.peeked {
+		return false
+	}
+	r.peeked = false
+	r.cur, r.dirty = r.peekNext, true
 	return true
 }

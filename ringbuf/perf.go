@@ -483,9 +483,11 @@ type perfRing struct {
 	scratch []byte // reassembles a record that wraps the end of data
 	timed   bool   // samples carry a PERF_SAMPLE_TIME word before the raw data
 
-	// Peek's record, for Advance (peek.go).
+	// Peek's record, for Advance, and the cursor (peek.go).
 	peeked             bool
+	dirty              bool
 	peekTail, peekNext uint64
+	cur, seen          uint64
 }
 
 // newPerfRing checks the geometry of a ring whose metadata page is meta and

@@ -201,7 +201,7 @@ func (s *PerfSim) Consume(h Handler) (total int, err error) {
 // Peek is PerfReader.Peek.
 func (s *PerfSim) Peek(i int, lost func(cpu int, count uint64)) (PerfSample, bool, error) {
 	if s.ps.open {
-		return peekRing(s.rings, i, lost, &s.stats, &s.g)
+		return peekRing(s.rings, i, lost, &s.stats, &s.g, true)
 	}
 	return s.peekClaimed(i, lost)
 }
@@ -211,7 +211,22 @@ func (s *PerfSim) peekClaimed(i int, lost func(cpu int, count uint64)) (ps PerfS
 		return PerfSample{}, false, err
 	}
 	defer func() { err = s.g.leave(err, s) }()
-	return peekRing(s.rings, i, lost, &s.stats, &s.g)
+	return peekRing(s.rings, i, lost, &s.stats, &s.g, false)
+}
+
+// Next is PerfReader.Next.
+func (s *PerfSim) Next(i int, lost func(cpu int, count uint64), ps *PerfSample) (ok bool, err error) {
+	if s.ps.open {
+		return s.ps.next(s.rings, i, lost, &s.stats, &s.g, ps)
+	}
+	if _, err := s.advanceClaimed(i); err != nil {
+		return false, err
+	}
+	head, ok, err := s.peekClaimed(i, lost)
+	if ok {
+		*ps = head
+	}
+	return ok, err
 }
 
 // Advance is PerfReader.Advance.
@@ -231,11 +246,11 @@ func (s *PerfSim) advanceClaimed(i int) (advanced bool, err error) {
 }
 
 // Begin is PerfReader.Begin.
-func (s *PerfSim) Begin() error { return s.ps.begin(&s.g) }
+func (s *PerfSim) Begin() error { return s.ps.begin(&s.g, s.rings) }
 
 // End is PerfReader.End.
 func (s *PerfSim) End() error {
-	if err := s.ps.end(&s.stats); err != nil {
+	if err := s.ps.end(&s.stats, s.rings); err != nil {
 		return err
 	}
 	return s.g.leave(nil, s)

@@ -205,3 +205,79 @@ func TestPerfSimBeginEnd(t *testing.T) {
 	require.ErrorIs(t, sim.End(), os.ErrClosed)
 	require.ErrorIs(t, sim.Begin(), os.ErrClosed)
 }
+
+// A sample peeked in one session and still held stays held in the next:
+// Advance there consumes exactly it, and the records behind it (written
+// between the sessions) come next; the space of what a session advanced is
+// the kernel's again after End.
+func TestPerfSimHeldAcrossSessions(t *testing.T) {
+	sim, err := NewPerfSim(2, 1, true)
+	require.NoError(t, err)
+	defer sim.Close()
+	require.NoError(t, sim.Sample(0, 500, []byte{1}, nil))
+	require.NoError(t, sim.Begin())
+	s, ok, err := sim.Peek(0, nil)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, uint64(500), s.Time)
+	_, ok, err = sim.Peek(1, nil)
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.NoError(t, sim.End())
+
+	require.NoError(t, sim.Sample(0, 600, []byte{2}, nil))
+	require.NoError(t, sim.Begin())
+	adv, err := sim.Advance(0)
+	require.NoError(t, err)
+	require.True(t, adv, "the sample held from the last session")
+	s, ok, err = sim.Peek(0, nil)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, uint64(600), s.Time)
+	adv, err = sim.Advance(0)
+	require.NoError(t, err)
+	require.True(t, adv)
+	_, ok, err = sim.Peek(0, nil)
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.NoError(t, sim.End())
+	require.False(t, sim.Pending(), "the tail is stored by End")
+	require.Equal(t, uint64(2), sim.Stats().Samples)
+}
+
+// Next is Advance and then Peek, inside a session and outside one: it
+// moves past the held sample, writes the next one in place, and leaves
+// *s alone once the ring is dry.
+func TestPerfSimNext(t *testing.T) {
+	for _, session := range []bool{false, true} {
+		sim, err := NewPerfSim(1, 1, true)
+		require.NoError(t, err)
+		for i := range 3 {
+			require.NoError(t, sim.Sample(0, uint64(10+i), []byte{byte(i)}, nil))
+		}
+		if session {
+			require.NoError(t, sim.Begin())
+		}
+		s, ok, err := sim.Peek(0, nil)
+		require.NoError(t, err)
+		require.True(t, ok)
+		for i := 1; i < 3; i++ {
+			ok, err = sim.Next(0, nil, &s)
+			require.NoError(t, err)
+			require.True(t, ok)
+			require.Equal(t, uint64(10+i), s.Time, "session %v", session)
+		}
+		ok, err = sim.Next(0, nil, &s)
+		require.NoError(t, err)
+		require.False(t, ok)
+		require.Equal(t, uint64(12), s.Time, "untouched when dry")
+		_, err = sim.Next(1, nil, &s)
+		require.ErrorIs(t, err, unix.EINVAL)
+		if session {
+			require.NoError(t, sim.End())
+		}
+		require.False(t, sim.Pending())
+		require.Equal(t, uint64(3), sim.Stats().Samples)
+		require.NoError(t, sim.Close())
+	}
+}

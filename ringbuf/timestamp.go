@@ -23,19 +23,26 @@ func openTimedEvent(cpu int, wakeup uint32, watermark bool) (int, error) {
 // its time (0 for a ring without PERF_SAMPLE_TIME) and its raw data. It
 // reports false for a record that does not hold them (sampleError says
 // why). A timed sample's raw part starts perfTimeSize bytes later than an
-// untimed one's, which is the layout rawSample reads once the record is
-// shifted by the time word: the bounds checks are rawSample's own. Small
-// enough to be inlined in the drain loop.
+// untimed one's; otherwise the bounds checks are rawSample's. Small enough
+// to be inlined in the drain loops (go build -gcflags=-m says so).
 func (r *perfRing) sample(rec []byte) (uint64, []byte, bool) {
-	if !r.timed {
-		raw, ok := rawSample(rec)
-		return 0, raw, ok
+	// k is where the raw data starts, after its u32 size.
+	k := uint64(perfSampleMin)
+	if r.timed {
+		k += perfTimeSize
 	}
-	if len(rec) < perfSampleMin+perfTimeSize {
+	if uint64(len(rec)) < k {
 		return 0, nil, false
 	}
-	raw, ok := rawSample(rec[perfTimeSize:])
-	return binary.NativeEndian.Uint64(rec[perfHeaderSize:]), raw, ok
+	n := uint64(binary.NativeEndian.Uint32(rec[k-4 : k]))
+	if n > uint64(len(rec))-k {
+		return 0, nil, false
+	}
+	at := uint64(0)
+	if r.timed {
+		at = binary.NativeEndian.Uint64(rec[perfHeaderSize : perfHeaderSize+perfTimeSize])
+	}
+	return at, rec[k : k+n : k+n], true
 }
 
 // sampleError describes why sample refused rec.

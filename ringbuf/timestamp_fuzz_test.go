@@ -7,8 +7,9 @@ import (
 
 // FuzzPerfRingTimed feeds arbitrary ring contents and positions to a ring
 // whose samples carry a time word, read once with Consume and once with
-// Peek and Advance: neither may read outside the ring, both must end at
-// the head, and every error must wrap ErrCorrupt.
+// Peek and Advance, outside a session and inside one (positions read once
+// per batch, the tail stored at its end): none may read outside the ring,
+// each must end at the head, and every error must wrap ErrCorrupt.
 func FuzzPerfRingTimed(f *testing.F) {
 	// A timed sample of 4 raw bytes, a lost record, a sample too short for
 	// its time word.
@@ -17,7 +18,7 @@ func FuzzPerfRingTimed(f *testing.F) {
 	f.Add(uint8(2), uint64(8), uint64(24), []byte{0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 16, 0, 1, 2, 3, 4, 5, 6, 7, 8})
 	f.Fuzz(func(t *testing.T, shift uint8, tail, head uint64, mem []byte) {
 		size := 8 << (shift % 10)
-		for _, usePeek := range []bool{false, true} {
+		for _, mode := range []string{"consume", "peek", "session"} {
 			s := newSimPerf(t, size, 0)
 			s.ring.timed = true
 			copy(s.data, mem)
@@ -29,21 +30,32 @@ func FuzzPerfRingTimed(f *testing.F) {
 				}
 			}
 			var err error
-			if usePeek {
+			if mode != "consume" {
+				session := mode == "session"
+				if session {
+					s.ring.sync()
+				}
 				for i := 0; ; i++ {
 					var ps PerfSample
 					var ok bool
-					ps, ok, err = s.ring.peek(nil, &s.c, &s.g)
+					if session {
+						ok, err = s.ring.peekBatch(nil, &s.c, &s.g, &ps)
+					} else {
+						ok, err = s.ring.peek(nil, &s.c, &s.g, &ps)
+					}
 					if err != nil || !ok {
 						break
 					}
 					check(ps.Data)
-					if !s.ring.advance() {
+					if session && !s.ring.advanceBatch() || !session && !s.ring.advance() {
 						t.Fatal("advance after a peek did nothing")
 					}
 					if i > size {
 						t.Fatal("more samples than the ring holds")
 					}
+				}
+				if session {
+					s.ring.publish()
 				}
 			} else {
 				_, err = s.consume(Handler{SampleAt: func(_ int, _ uint64, d []byte) { check(d) }})
@@ -52,7 +64,7 @@ func FuzzPerfRingTimed(f *testing.F) {
 				t.Fatalf("error %v does not wrap ErrCorrupt", err)
 			}
 			if s.tail() != head {
-				t.Fatalf("peek %v (err %v): tail %d, head %d", usePeek, err, s.tail(), head)
+				t.Fatalf("%s (err %v): tail %d, head %d", mode, err, s.tail(), head)
 			}
 		}
 	})
