@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -268,6 +269,25 @@ func BenchmarkPostDrain(b *testing.B) {
 	for b.Loop() {
 		_ = q.Post(fn)
 		q.Drain()
+	}
+}
+
+// BenchmarkTimedDrain is the loop's shape, per task: a batch posted, then
+// drained as one iteration does, under a count and a time bound.
+func BenchmarkTimedDrain(b *testing.B) {
+	q, _ := async.NewQueue()
+	defer q.Close()
+	fn := func() {}
+	b.ReportAllocs()
+	for b.Loop() {
+		for range 1024 {
+			_ = q.Post(fn)
+		}
+		// A preempted drain may stop on time before the batch is done.
+		for ran := 0; ran < 1024; {
+			n, _ := q.DrainEdgeFor(1024, time.Millisecond)
+			ran += n
+		}
 	}
 }
 
