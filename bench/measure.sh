@@ -26,5 +26,8 @@ for round in $(seq "$rounds"); do
   "$bin" -test.run='^$' -test.benchmem -test.bench='^BenchmarkTimers$' -test.benchtime=1000000x
   "$bin" -test.run='^$' -test.benchmem -test.bench='^Benchmark(Perf|Ring)Drain$' -test.benchtime=200000x
   "$bin" -test.run='^$' -test.benchmem -test.bench='^BenchmarkRingWakeupLatency$' -test.benchtime=2000x
+  "$bin" -test.run='^$' -test.benchmem -test.bench='^BenchmarkPipeDrain$' -test.benchtime=200000x
+  "$bin" -test.run='^$' -test.benchmem -test.bench='^BenchmarkPipeMaxLatency$' -test.benchtime=2000x
+  "$bin" -test.run='^$' -test.benchmem -test.bench='^BenchmarkMillionTimers$' -test.benchtime=1000000x
 done >> "$out"
 echo "end: $(uptime)" >> "$load"
