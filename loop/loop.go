@@ -462,7 +462,8 @@ func (l *Loop) drainOnce() (finished bool) {
 	defer l.catch()
 	// Tasks left over have had their edge raised again by the queue; the
 	// flag makes the next poll not block even for an embedder that looks
-	// at BackendTimeout.
+	// at BackendTimeout. It is set first so that a drain a panic ends
+	// leaves it set: the rest of that drain is still owed.
 	l.backlog = true
 	_, l.backlog = l.queue.DrainEdgeFor(l.budget, l.budgetTime)
 	return true
