@@ -57,6 +57,15 @@
 // which the race detector reports. To act on a loop from elsewhere, Post a
 // function that does it.
 //
+// The loop waits in epoll_wait as a system call, holding its P (the
+// runtime's right to run Go code) as any blocking system call does, and
+// passes through the Go scheduler (runtime.Gosched) once per 5 ms of
+// running, between two iterations: the runtime otherwise takes a goroutine
+// that is never rescheduled for one that runs too long, and takes its P
+// away at each system call, which costs a thread-locked loop thread
+// hand-offs (see yield.go). Other goroutines get a turn then too, when
+// GOMAXPROCS is smaller than the number of busy loops.
+//
 // # Panics
 //
 // A callback that panics does not leave the loop inconsistent. With

@@ -69,6 +69,9 @@ type Loop struct {
 	base time.Time // the zero of the loop's clock
 	now  int64     // cached loop time: nanoseconds since base
 
+	lastYield int64  // loop time of the last pass through the scheduler (yield.go)
+	yields    uint64 // passes made, for tests
+
 	timers   timerHeap
 	timerSeq uint64
 	ready    []timerEntry // timers due in the current pass
@@ -374,6 +377,7 @@ func (l *Loop) run(mode runMode) (alive bool, err error) {
 		if l.runClosing(); l.panicErr != nil {
 			break
 		}
+		l.yieldIfDue() // before the time update: timers see the time after it
 		l.UpdateTime()
 		if l.runTimers(); l.panicErr != nil {
 			break
