@@ -95,7 +95,15 @@ func parseHeader(data []byte, at int) (v int64, next int, err error) {
 	if len(line) > maxHeader {
 		line = line[:maxHeader]
 	}
-	i := bytes.IndexAny(line, "\r\n")
+	// By hand, not bytes.IndexAny: the line is a few digits, and IndexAny
+	// builds a byte set on every call (5 % of a server's CPU at GET -P 16).
+	i := 0
+	for i < len(line) && line[i] != '\r' && line[i] != '\n' {
+		i++
+	}
+	if i == len(line) {
+		i = -1
+	}
 	if i >= 0 && line[i] == '\n' {
 		return 0, 0, errMultibulkLen // a bare LF ends no header
 	}
