@@ -364,6 +364,11 @@ func (l *Loop) run(mode runMode) (alive bool, err error) {
 		timeout := time.Duration(0)
 		if (mode == modeOnce && canSleep) || mode == modeDefault {
 			timeout = l.BackendTimeout()
+			if timeout != 0 && l.yieldDue(yieldEvery) {
+				l.yield() // before sleeping: see yield.go
+				l.UpdateTime()
+				timeout = l.BackendTimeout()
+			}
 		}
 		if err := l.poll(timeout); err != nil {
 			return l.Alive(), err
@@ -377,7 +382,9 @@ func (l *Loop) run(mode runMode) (alive bool, err error) {
 		if l.runClosing(); l.panicErr != nil {
 			break
 		}
-		l.yieldIfDue() // before the time update: timers see the time after it
+		if l.yieldDue(yieldBusy) {
+			l.yield() // a loop that has not slept for a while: see yield.go
+		}
 		l.UpdateTime()
 		if l.runTimers(); l.panicErr != nil {
 			break

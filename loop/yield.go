@@ -5,32 +5,43 @@ import (
 	"time"
 )
 
-// yieldEvery is the longest the loop runs between two passes through the
-// Go scheduler.
+// The loop passes through the Go scheduler (runtime.Gosched) at least
+// once per yieldBusy of running: before a poll that may block once
+// yieldEvery has passed since the last time, or at the end of an
+// iteration once yieldBusy has, for a loop that never blocks.
 //
-// A loop blocks in epoll_wait as a system call and never parks, so unless
-// it yields, the scheduler never sees its goroutine again. The runtime's
-// monitor (sysmon) takes a goroutine that has not been rescheduled for
-// 10 ms for one that runs too long, and from then on takes its P away at
-// each system call it catches in progress. Each retake wakes another
-// thread to hold the P, and on a loop locked to its thread (a group's
-// loops are) the loop's return needs the P handed back: futex wake-ups
-// and context switches, and sysmon kept waking every 20 µs. Measured on
-// an HTTP server with one loop on one CPU (bench/RESULTS.md): 11 P
-// hand-offs and 120 context switches per 1000 requests without the yield,
-// 1.6 and 20 with it, and about 15 % less server CPU per request. A yield
-// every 5 ms keeps the loop off that path for the price of one pass
-// through the scheduler (a thread hand-off of its own when locked) per
-// 5 ms, and lets other goroutines run when GOMAXPROCS is 1.
-const yieldEvery = 5 * time.Millisecond
+// Why: a loop blocks in epoll_wait as a system call and never parks, so
+// unless it yields, the scheduler never sees its goroutine again. The
+// runtime's monitor (sysmon) takes a goroutine that has not been
+// rescheduled for 10 ms (forcePreemptNS) for one that runs too long, and
+// from then on takes its P away at each system call it catches in
+// progress. Each retake wakes another thread to hold the P, and on a loop
+// locked to its thread (a group's loops are) the loop's return needs the
+// P handed back: futex wake-ups and context switches, with sysmon kept
+// waking every 20 µs. Measured on an HTTP server with one loop on one CPU
+// (bench/RESULTS.md): about 10 P hand-offs and 120 context switches per
+// 1000 requests without the yield, under 2 and 40 with it, and 15 % less
+// server CPU per request; a yield every 15 ms did not help, 8 ms did.
+//
+// A yield costs one pass through the scheduler, and on a locked loop a
+// thread hand-off of its own (tens of microseconds). Made just before the
+// loop would sleep anyway, that latency is hidden from the events it has
+// just handled; other goroutines get a turn then too, when GOMAXPROCS is
+// smaller than the number of busy loops.
+const (
+	yieldEvery = 5 * time.Millisecond
+	yieldBusy  = 8 * time.Millisecond
+)
 
-// yieldIfDue passes through the scheduler when yieldEvery has passed, by
-// the loop's cached time, since the last time it did. The caller updates
-// the time next: the yield may have waited for its turn.
-func (l *Loop) yieldIfDue() {
-	if l.now-l.lastYield < int64(yieldEvery) {
-		return
-	}
+// yieldDue reports whether after has passed, by the loop's cached time,
+// since the loop last yielded.
+func (l *Loop) yieldDue(after time.Duration) bool {
+	return l.now-l.lastYield >= int64(after)
+}
+
+// yield passes through the scheduler. The caller updates the loop's time
+// next: the yield may have waited for its turn.
+func (l *Loop) yield() {
 	l.lastYield = l.now
 	l.yields++
 	runtime.Gosched()

@@ -5,8 +5,9 @@ import (
 	"time"
 )
 
-// The loop passes through the scheduler once yieldEvery has passed since
-// it last did, and not before (yield.go says why).
+// A loop that never sleeps (RunNoWait) passes through the scheduler once
+// yieldBusy has passed since it last did, and not before (yield.go says
+// why).
 func TestYieldWhenDue(t *testing.T) {
 	l, err := New()
 	if err != nil {
@@ -27,12 +28,50 @@ func TestYieldWhenDue(t *testing.T) {
 	if l.yields != first {
 		t.Fatalf("yielded again %v after the last yield: %d passes, want %d", time.Duration(l.now-l.lastYield), l.yields, first)
 	}
-	l.lastYield = l.now - int64(yieldEvery) // as if yieldEvery had passed
+	l.lastYield = l.now - int64(yieldEvery) // due before a sleep, not yet for a loop that never sleeps
+	if _, err := l.RunNoWait(); err != nil {
+		t.Fatal(err)
+	}
+	if l.yields != first {
+		t.Fatalf("a loop that does not sleep yielded after yieldEvery, before yieldBusy: %d passes, want %d", l.yields, first)
+	}
+	l.lastYield = l.now - int64(yieldBusy)
 	if _, err := l.RunNoWait(); err != nil {
 		t.Fatal(err)
 	}
 	if l.yields != first+1 {
-		t.Fatalf("no yield once yieldEvery had passed: %d passes, want %d", l.yields, first+1)
+		t.Fatalf("no yield once yieldBusy had passed: %d passes, want %d", l.yields, first+1)
+	}
+}
+
+// A loop about to sleep yields first once yieldEvery has passed (sooner
+// than a loop that never sleeps), and then sleeps as it would have.
+func TestYieldBeforeSleep(t *testing.T) {
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	fired := false
+	timer := l.NewTimer(func() { fired = true })
+	if err := timer.Start(time.Hour, 0); err != nil {
+		t.Fatal(err)
+	}
+	l.lastYield = l.now - int64(yieldEvery)
+	before := l.yields
+	// RunOnce would sleep for the hour; a Post makes the poll return at once,
+	// after the yield.
+	if err := l.Post(func() {}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.RunOnce(); err != nil {
+		t.Fatal(err)
+	}
+	if l.yields != before+1 {
+		t.Fatalf("no yield before a poll that may block: %d passes, want %d", l.yields, before+1)
+	}
+	if fired {
+		t.Fatal("the hour timer fired")
 	}
 }
 
