@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -71,6 +72,7 @@ type Loop struct {
 
 	lastYield int64  // loop time of the last pass through the scheduler (yield.go)
 	yields    uint64 // passes made, for tests
+	procs     int32  // GOMAXPROCS as of the last yield (0: not read yet)
 
 	timers   timerHeap
 	timerSeq uint64
@@ -342,6 +344,11 @@ func (l *Loop) closed() bool { return l.state.Load() >= stateClosing }
 
 func (l *Loop) run(mode runMode) (alive bool, err error) {
 	l.panicErr = nil
+	loopsRunning.Add(1)
+	defer loopsRunning.Add(-1)
+	if l.procs == 0 {
+		l.procs = int32(runtime.GOMAXPROCS(0)) // then refreshed at each yield
+	}
 
 	alive = l.Alive()
 	if !alive {
@@ -364,7 +371,7 @@ func (l *Loop) run(mode runMode) (alive bool, err error) {
 		timeout := time.Duration(0)
 		if (mode == modeOnce && canSleep) || mode == modeDefault {
 			timeout = l.BackendTimeout()
-			if timeout != 0 && l.yieldDue(yieldEvery) {
+			if timeout != 0 && (l.yieldDue(yieldEvery) || l.oversubscribed()) {
 				l.yield() // before sleeping: see yield.go
 				l.UpdateTime()
 				timeout = l.BackendTimeout()

@@ -99,3 +99,43 @@ func TestYieldWhileRunning(t *testing.T) {
 		t.Fatalf("%d passes through the scheduler in %v of running, want at least 2 (one per %v)", l.yields, time.Since(start), yieldEvery)
 	}
 }
+
+// With more loops running than Ps, a loop yields before every sleep, so a
+// loop waiting for the P it holds gets it; otherwise only when yieldEvery
+// has passed.
+func TestYieldEverySleepWhenOversubscribed(t *testing.T) {
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	keep := l.NewTimer(func() {})
+	if err := keep.Start(time.Hour, 0); err != nil {
+		t.Fatal(err)
+	}
+	sleepOnce := func() {
+		t.Helper()
+		// RunOnce would sleep for the hour; a Post ends the poll at once.
+		if err := l.Post(func() {}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.RunOnce(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sleepOnce()
+	before := l.yields
+	sleepOnce()
+	if l.yields != before {
+		t.Fatalf("one loop on %d Ps yielded before a sleep %v after its last yield", l.procs, time.Duration(l.now-l.lastYield))
+	}
+	procs := l.procs
+	others := procs // as if procs other loops were running too
+	loopsRunning.Add(others)
+	defer loopsRunning.Add(-others)
+	sleepOnce()
+	sleepOnce()
+	if l.yields != before+2 {
+		t.Fatalf("%d loops on %d Ps: %d yields in two sleeps, want 2", procs+1, procs, l.yields-before)
+	}
+}
