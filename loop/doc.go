@@ -59,12 +59,14 @@
 //
 // The loop waits in epoll_wait as a system call, holding its P (the
 // runtime's right to run Go code) as any blocking system call does, and
-// passes through the Go scheduler (runtime.Gosched) once per 5 ms of
-// running, between two iterations: the runtime otherwise takes a goroutine
+// passes through the Go scheduler (runtime.Gosched) about once per 5 ms of
+// running, just before it sleeps: the runtime otherwise takes a goroutine
 // that is never rescheduled for one that runs too long, and takes its P
 // away at each system call, which costs a thread-locked loop thread
-// hand-offs (see yield.go). Other goroutines get a turn then too, when
-// GOMAXPROCS is smaller than the number of busy loops.
+// hand-offs (see yield.go). With more loops running than GOMAXPROCS, a
+// loop yields before every sleep, so that a loop with events does not
+// wait for the P a sleeping one holds; run no more busy loops than
+// GOMAXPROCS where that costs too much.
 //
 // # Panics
 //
