@@ -52,7 +52,7 @@ type Stats struct {
 	// handler reading it sees the records of earlier drains.
 	Delivered uint64
 	Lost      uint64 // records the kernel reported lost (PERF_RECORD_LOST counts)
-	Late      uint64 // Ordered: records delivered after a record with a later time
+	Late      uint64 // Ordered: records delivered after a record with a later time; updated as Delivered is
 	Errors    uint64 // short records, unknown categories, corrupt rings, reader errors
 	// RingDropped is the sum of the drop counter map named by CountDrops:
 	// records BPF programs could not write into a full ring buffer.
@@ -98,6 +98,7 @@ type Pipe struct {
 	delivered, lost, late, errs atomic.Uint64
 	readerCalls                 uint64 // Consume, Peek and ConsumeUntil calls, for tests
 	routed                      uint64 // delivered, not yet in delivered (flushRouted)
+	lateRouted                  uint64 // late, not yet in late (flushRouted)
 }
 
 // New creates a pipe on l with no sources and no categories. Negative

@@ -50,3 +50,28 @@ func BenchmarkBPFRingDrain(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(records), "ns/record")
 }
+
+// BenchmarkPerfRingRun is BenchmarkPerfRingDrain through ConsumeUntil's
+// loop (the ordered merge's runs), on the same records, every one within
+// the bound: the figure to compare with the drain's.
+func BenchmarkPerfRingRun(b *testing.B) {
+	s := newSimPerf(b, 1<<16, 0)
+	payload := payloadOf(1, drainBenchPayload)
+	for s.sample(payload) {
+	}
+	s.lost = 0
+	s.publish()
+	records := 0
+	h := Handler{SampleAt: func(int, uint64, []byte) { records++ }}
+	var samples uint64
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		atomic.StoreUint64(s.ring.tail, 0)
+		s.ring.sync()
+		if _, _, err := s.ring.run(^uint64(0), false, &h, &s.c, &s.g, &samples, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(records), "ns/record")
+}

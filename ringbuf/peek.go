@@ -193,9 +193,6 @@ func peekRing(rings []*perfRing, i int, lost func(int, uint64), c *perfCounters,
 	} else {
 		ok, err = ring.peek(lost, c, g, &s)
 	}
-	if err != nil {
-		err = fmt.Errorf("ringbuf: CPU %d: %w", ring.cpu, err)
-	}
 	return s, ok, err
 }
 
@@ -264,7 +261,10 @@ func (ps *peekSession) next(rings []*perfRing, i int, lost func(int, uint64), c 
 // concurrently with another Consume, Poll, Peek, Advance or ConsumeUntil.
 func (r *PerfReader) ConsumeUntil(i int, until uint64, h Handler, head *PerfSample) (n int, ok bool, err error) {
 	if r.ps.open {
-		return runRing(r.rings, i, until, &h, &r.stats, &r.g, &r.ps.samples, head)
+		if uint(i) >= uint(len(r.rings)) {
+			return 0, false, errNoRing
+		}
+		return r.rings[i].run(until, false, &h, &r.stats, &r.g, &r.ps.samples, head)
 	}
 	return r.consumeUntilClaimed(i, until, &h, head)
 }
@@ -277,28 +277,9 @@ func (r *PerfReader) consumeUntilClaimed(i int, until uint64, h *Handler, head *
 	return runRingOnce(r.rings, i, until, h, &r.stats, &r.g, head)
 }
 
-// runRing is ConsumeUntil on ring i inside a session, the samples it
-// delivers counted in *samples.
-func runRing(rings []*perfRing, i int, until uint64, h *Handler, c *perfCounters, g *guard, samples *uint64, head *PerfSample) (n int, ok bool, err error) {
-	if uint(i) >= uint(len(rings)) {
-		return 0, false, errNoRing
-	}
-	var none PerfSample
-	if head == nil {
-		head = &none
-	}
-	ring := rings[i]
-	before := *samples
-	ok, err = ring.run(until, false, h, c, g, samples, head)
-	if err != nil {
-		err = fmt.Errorf("ringbuf: CPU %d: %w", ring.cpu, err)
-	}
-	return int(*samples - before), ok, err
-}
-
-// runRingOnce is runRing on fresh positions, storing the tail and the
-// count of samples before it returns (or before a panicking handler
-// unwinds it).
+// runRingOnce is ConsumeUntil outside a session: the ring's run on fresh
+// positions, storing the tail and the count of samples before it returns
+// (or before a panicking handler unwinds it).
 func runRingOnce(rings []*perfRing, i int, until uint64, h *Handler, c *perfCounters, g *guard, head *PerfSample) (n int, ok bool, err error) {
 	if uint(i) >= uint(len(rings)) {
 		return 0, false, errNoRing
@@ -310,12 +291,13 @@ func runRingOnce(rings []*perfRing, i int, until uint64, h *Handler, c *perfCoun
 		ring.publish()
 		c.samples.Add(samples)
 	}()
-	return runRing(rings, i, until, h, c, g, &samples, head)
+	return ring.run(until, false, h, c, g, &samples, head)
 }
 
 // A ring's cursor, for Peek and Advance: cur is the reader's tail, which
-// may run ahead of the one stored in the ring (dirty says so), and seen the
-// head as last read. Outside a session peek and advance sync it before and
+// may run ahead of the one stored in the ring (pub, the tail last stored
+// or read: a run moves only cur, one store per record), and seen the head
+// as last read. Outside a session peek and advance sync it before and
 // publish it after each call; inside one, Begin syncs and End publishes.
 
 // sync takes the ring's stored tail as the cursor and forgets the head, so
@@ -324,7 +306,7 @@ func runRingOnce(rings []*perfRing, i int, until uint64, h *Handler, c *perfCoun
 // it (seen must never be behind cur once Advance moves it).
 func (r *perfRing) sync() {
 	r.cur = atomic.LoadUint64(r.tail)
-	r.seen, r.dirty = r.cur, false
+	r.seen, r.pub = r.cur, r.cur
 	r.peeked = r.peeked && r.peekTail == r.cur
 	if r.peeked {
 		r.seen = r.peekNext
@@ -333,8 +315,8 @@ func (r *perfRing) sync() {
 
 // publish stores the cursor's tail if it moved.
 func (r *perfRing) publish() {
-	if r.dirty {
-		r.dirty = false
+	if r.cur != r.pub {
+		r.pub = r.cur
 		storeRelease(r.tail, r.cur)
 	}
 }
@@ -353,7 +335,8 @@ func (r *perfRing) peek(lost func(int, uint64), c *perfCounters, g *guard, s *Pe
 // returned as it is, not read again.
 func (r *perfRing) peekBatch(lost func(int, uint64), c *perfCounters, g *guard, s *PerfSample) (bool, error) {
 	var none uint64
-	return r.run(0, true, &Handler{Lost: lost}, c, g, &none, s)
+	_, ok, err := r.run(0, true, &Handler{Lost: lost}, c, g, &none, s)
+	return ok, err
 }
 
 // hold makes the sample at tail, of size bytes, the ring's held head (for
@@ -363,7 +346,9 @@ func (r *perfRing) hold(tail, size, at uint64, raw []byte, s *PerfSample) {
 	// Field by field from the values, not *s = r.held: a copy that reads
 	// back what was just stored stalls on store forwarding.
 	r.held.CPU, r.held.Time, r.held.Data = r.cpu, at, raw
-	s.CPU, s.Time, s.Data = r.cpu, at, raw
+	if s != nil {
+		s.CPU, s.Time, s.Data = r.cpu, at, raw
+	}
 }
 
 // run delivers to h, from the cursor's tail, every sample whose time is at
@@ -374,16 +359,19 @@ func (r *perfRing) hold(tail, size, at uint64, raw []byte, s *PerfSample) {
 // moved past it and *samples counted) before its handler runs, so that a
 // handler that panics does not get it again. The checks are consume's:
 // the positions' once per head read, the headers' record by record.
-func (r *perfRing) run(until uint64, peekOnly bool, h *Handler, c *perfCounters, g *guard, samples *uint64, s *PerfSample) (bool, error) {
+func (r *perfRing) run(until uint64, peekOnly bool, h *Handler, c *perfCounters, g *guard, samples *uint64, s *PerfSample) (n int, ok bool, err error) {
 	tail, head := r.cur, r.seen
+	before := *samples
 	if r.peeked {
 		if peekOnly || r.held.Time > until {
-			*s = r.held
-			return true, nil
+			if s != nil {
+				*s = r.held
+			}
+			return 0, true, nil
 		}
 		r.peeked = false
 		tail = r.peekNext
-		r.cur, r.dirty = tail, true
+		r.cur = tail
 		*samples++
 		if h.SampleAt != nil {
 			h.SampleAt(r.cpu, r.held.Time, r.held.Data)
@@ -403,27 +391,27 @@ func (r *perfRing) run(until uint64, peekOnly bool, h *Handler, c *perfCounters,
 			}
 			if size := uint64(len(r.data)); head-tail > size || (head-tail)%8 != 0 || tail%8 != 0 {
 				err := corruptf("perf ring head %d, tail %d, size %d", head, tail, size)
-				return false, r.resyncCursor(head, c, err)
+				return int(*samples - before), false, r.resyncCursorOnCPU(head, c, err)
 			}
 		}
 		off := tail & r.mask
 		hdr := readPerfHeader(r.data[off : off+perfHeaderSize])
 		if avail := head - tail; !perfRecordOK(hdr, avail) {
-			return false, r.resyncCursor(head, c, checkPerfRecord(hdr, avail))
+			return int(*samples - before), false, r.resyncCursorOnCPU(head, c, checkPerfRecord(hdr, avail))
 		}
 		rec := r.record(off, hdr.size)
 		switch hdr.typ {
 		case perfRecordSample:
-			at, raw, ok := r.sample(rec)
-			if !ok {
-				return false, r.resyncCursor(head, c, r.sampleError(rec))
+			at, raw, valid := r.sample(rec)
+			if !valid {
+				return int(*samples - before), false, r.resyncCursorOnCPU(head, c, r.sampleError(rec))
 			}
 			if peekOnly || at > until {
 				r.hold(tail, hdr.size, at, raw, s)
-				return true, nil
+				return int(*samples - before), true, nil
 			}
 			tail += hdr.size
-			r.cur, r.dirty = tail, true
+			r.cur = tail
 			*samples++
 			if h.SampleAt != nil {
 				h.SampleAt(r.cpu, at, raw)
@@ -431,28 +419,34 @@ func (r *perfRing) run(until uint64, peekOnly bool, h *Handler, c *perfCounters,
 				h.Sample(r.cpu, raw)
 			}
 		case perfRecordLost:
-			n, err := lostCount(rec)
+			count, err := lostCount(rec)
 			if err != nil {
-				return false, r.resyncCursor(head, c, err)
+				return int(*samples - before), false, r.resyncCursorOnCPU(head, c, err)
 			}
 			tail += hdr.size
-			r.cur, r.dirty = tail, true
-			c.lost.Add(n)
+			r.cur = tail
+			c.lost.Add(count)
 			if h.Lost != nil {
-				h.Lost(r.cpu, n)
+				h.Lost(r.cpu, count)
 			}
 		default:
 			tail += hdr.size
-			r.cur, r.dirty = tail, true
+			r.cur = tail
 			c.skipped.Add(1)
 		}
 	}
-	return false, nil
+	return int(*samples - before), false, nil
+}
+
+// resyncCursorOnCPU is resyncCursor with the error naming the ring's CPU,
+// as Peek's and ConsumeUntil's errors do.
+func (r *perfRing) resyncCursorOnCPU(head uint64, c *perfCounters, err error) error {
+	return fmt.Errorf("ringbuf: CPU %d: %w", r.cpu, r.resyncCursor(head, c, err))
 }
 
 // resyncCursor is resync for the cursor too.
 func (r *perfRing) resyncCursor(head uint64, c *perfCounters, err error) error {
-	r.cur, r.seen, r.dirty = head, head, false
+	r.cur, r.seen, r.pub = head, head, head
 	return r.resync(head, c, err)
 }
 
@@ -467,7 +461,7 @@ func (r *perfRing) advance() bool {
 		return false
 	}
 	storeRelease(r.tail, r.peekNext)
-	r.cur = r.peekNext
+	r.cur, r.pub = r.peekNext, r.peekNext
 	return true
 }
 
@@ -479,6 +473,6 @@ func (r *perfRing) advanceBatch() bool {
 		return false
 	}
 	r.peeked = false
-	r.cur, r.dirty = r.peekNext, true
+	r.cur = r.peekNext
 	return true
 }

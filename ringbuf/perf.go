@@ -487,9 +487,8 @@ type perfRing struct {
 	// peeked sample itself, so that ConsumeUntil delivers it without
 	// reading it again.
 	peeked             bool
-	dirty              bool
 	peekTail, peekNext uint64
-	cur, seen          uint64
+	cur, seen, pub     uint64
 	held               PerfSample
 }
 

@@ -232,7 +232,10 @@ func (s *PerfSim) Next(i int, lost func(cpu int, count uint64), ps *PerfSample) 
 // ConsumeUntil is PerfReader.ConsumeUntil.
 func (s *PerfSim) ConsumeUntil(i int, until uint64, h Handler, head *PerfSample) (n int, ok bool, err error) {
 	if s.ps.open {
-		return runRing(s.rings, i, until, &h, &s.stats, &s.g, &s.ps.samples, head)
+		if uint(i) >= uint(len(s.rings)) {
+			return 0, false, errNoRing
+		}
+		return s.rings[i].run(until, false, &h, &s.stats, &s.g, &s.ps.samples, head)
 	}
 	return s.consumeUntilClaimed(i, until, &h, head)
 }

@@ -41,7 +41,7 @@ func FuzzPerfRingTimed(f *testing.F) {
 				for i := 0; ; i++ {
 					var ps PerfSample
 					var ok bool
-					ok, err = s.ring.run(until, false, &h, &s.c, &s.g, &samples, &ps)
+					_, ok, err = s.ring.run(until, false, &h, &s.c, &s.g, &samples, &ps)
 					if err != nil || !ok {
 						break
 					}
