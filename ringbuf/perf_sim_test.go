@@ -398,3 +398,70 @@ func TestNewPerfRingGeometry(t *testing.T) {
 		t.Error("data area disagreeing with data_size accepted")
 	}
 }
+
+// The known-layout fast path (knownSample) skips a sample's own checks
+// only for a record whose header and raw size words are both those of a
+// sample already checked: a record with the same header but a raw size
+// past its end is corrupt, one with a smaller raw size is delivered with
+// it, and a record of the known size that the head cuts short is corrupt;
+// in Consume and in ConsumeUntil's runs alike.
+func TestPerfRingKnownLayout(t *testing.T) {
+	type drain func(s *simPerf, h Handler) (int, error)
+	drains := map[string]drain{
+		"consume": func(s *simPerf, h Handler) (int, error) { return s.consume(h) },
+		"run": func(s *simPerf, h Handler) (int, error) {
+			s.ring.sync()
+			defer s.ring.publish()
+			var samples uint64
+			n, _, err := s.ring.run(^uint64(0), false, &h, &s.c, &s.g, &samples, nil)
+			return n, err
+		},
+	}
+	// rawWord overwrites the raw size word of the record last written by
+	// sample, which ends at s.head and has size bytes.
+	rawWord := func(s *simPerf, size int, n uint32) {
+		binary.NativeEndian.PutUint32(s.data[(s.head-uint64(size)+perfHeaderSize)&(s.size-1):], n)
+	}
+	for name, drain := range drains {
+		t.Run(name, func(t *testing.T) {
+			s := newSimPerf(t, 4096, 0)
+			var got []int
+			h := Handler{Sample: func(_ int, d []byte) { got = append(got, len(d)) }}
+			size := sampleRecordSize(16) // 32 bytes, room for 20 raw bytes
+			s.sample(payloadOf(1, 16))
+			s.sample(payloadOf(2, 16))
+			s.publish()
+			if n, err := drain(s, h); n != 2 || err != nil {
+				t.Fatalf("known layout: %d, %v", n, err)
+			}
+
+			s.sample(payloadOf(3, 16))
+			rawWord(s, size, 3) // same header, a smaller raw size: a good sample
+			s.sample(payloadOf(4, 16))
+			s.publish()
+			if n, err := drain(s, h); n != 2 || err != nil || fmt.Sprint(got[2:]) != "[3 16]" {
+				t.Fatalf("smaller raw size: %d, %v, lengths %v", n, err, got)
+			}
+
+			s.sample(payloadOf(5, 16))
+			rawWord(s, size, 21) // same header, a raw size past the record
+			s.publish()
+			if n, err := drain(s, h); n != 0 || !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("raw size past the record: %d, %v", n, err)
+			}
+
+			s.sample(payloadOf(6, 16))
+			s.head -= 8 // the head cuts the record of the known size short
+			s.publish()
+			if n, err := drain(s, h); n != 0 || !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("record cut by the head: %d, %v", n, err)
+			}
+			if s.tail() != s.publishedHead() {
+				t.Fatalf("not resynchronised: tail %d, head %d", s.tail(), s.publishedHead())
+			}
+			if len(got) != 4 {
+				t.Fatalf("delivered %v", got)
+			}
+		})
+	}
+}
