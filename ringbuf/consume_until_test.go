@@ -8,8 +8,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
-
-	"github.com/eventpipe/eventpipe/internal/bpftest"
 )
 
 // timesOf is a handler recording the time and first payload byte of each
@@ -410,14 +408,7 @@ func TestConsumeUntilAllocatesNothing(t *testing.T) {
 // ConsumeUntil on the kernel's rings: a run stops at the bound with the
 // next record held (Peek returns it), and the next run delivers the rest.
 func TestConsumeUntilKernel(t *testing.T) {
-	m := newPerfArray(t)
-	cpu := testCPUs(t)[0]
-	pinCPU(t, cpu)
-	r, err := NewPerfReader(m.FD(), PerfOptions{CPUs: []int{cpu}, Timestamps: true})
-	require.NoError(t, err)
-	defer r.Close()
-	pp, err := bpftest.NewPerfProducer(m, 16)
-	p := newProducer(t, pp, err)
+	r, p, cpu := timedReader(t)
 	buf := make([]byte, 16)
 	for i := range 4 {
 		require.NoError(t, p.Emit(record(buf, cpu, i)))

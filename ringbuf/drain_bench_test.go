@@ -13,13 +13,20 @@ import (
 
 const drainBenchPayload = 64
 
-func BenchmarkPerfRingDrain(b *testing.B) {
+// filledPerfRing is a 64 KiB perf ring full of drainBenchPayload-byte
+// samples, published.
+func filledPerfRing(b *testing.B) *simPerf {
 	s := newSimPerf(b, 1<<16, 0)
 	payload := payloadOf(1, drainBenchPayload)
 	for s.sample(payload) {
 	}
 	s.lost = 0
 	s.publish()
+	return s
+}
+
+func BenchmarkPerfRingDrain(b *testing.B) {
+	s := filledPerfRing(b)
 	records := 0
 	h := Handler{Sample: func(int, []byte) { records++ }}
 	b.ReportAllocs()
@@ -55,12 +62,7 @@ func BenchmarkBPFRingDrain(b *testing.B) {
 // loop (the ordered merge's runs), on the same records, every one within
 // the bound: the figure to compare with the drain's.
 func BenchmarkPerfRingRun(b *testing.B) {
-	s := newSimPerf(b, 1<<16, 0)
-	payload := payloadOf(1, drainBenchPayload)
-	for s.sample(payload) {
-	}
-	s.lost = 0
-	s.publish()
+	s := filledPerfRing(b)
 	records := 0
 	h := Handler{SampleAt: func(int, uint64, []byte) { records++ }}
 	var samples uint64
