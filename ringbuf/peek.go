@@ -395,53 +395,44 @@ func (r *perfRing) run(until uint64, peekOnly bool, h *Handler, c *perfCounters,
 			}
 		}
 		off := tail & r.mask
-		var at uint64
-		raw, size, valid := r.fastSample(off, head-tail) // as in consume
-		if valid {
-			at = r.knownTime(off)
-		} else {
-			hdr := readPerfHeader(r.data[off : off+perfHeaderSize])
-			if avail := head - tail; !perfRecordOK(hdr, avail) {
-				return int(*samples - before), false, r.resyncCursorOnCPU(head, c, checkPerfRecord(hdr, avail))
-			}
-			rec := r.record(off, hdr.size)
-			switch hdr.typ {
-			case perfRecordSample:
-				if at, raw, valid = r.sample(rec); !valid {
-					return int(*samples - before), false, r.resyncCursorOnCPU(head, c, r.sampleError(rec))
-				}
-				r.learn(off, hdr.size, raw)
-				size = hdr.size
-			case perfRecordLost:
-				count, err := lostCount(rec)
-				if err != nil {
-					return int(*samples - before), false, r.resyncCursorOnCPU(head, c, err)
-				}
-				tail += hdr.size
-				r.cur = tail
-				c.lost.Add(count)
-				if h.Lost != nil {
-					h.Lost(r.cpu, count)
-				}
-				continue
-			default:
-				tail += hdr.size
-				r.cur = tail
-				c.skipped.Add(1)
-				continue
-			}
+		hdr := readPerfHeader(r.data[off : off+perfHeaderSize])
+		if avail := head - tail; !perfRecordOK(hdr, avail) {
+			return int(*samples - before), false, r.resyncCursorOnCPU(head, c, checkPerfRecord(hdr, avail))
 		}
-		if peekOnly || at > until {
-			r.hold(tail, size, at, raw, s)
-			return int(*samples - before), true, nil
-		}
-		tail += size
-		r.cur = tail
-		*samples++
-		if h.SampleAt != nil {
-			h.SampleAt(r.cpu, at, raw)
-		} else if h.Sample != nil {
-			h.Sample(r.cpu, raw)
+		rec := r.record(off, hdr.size)
+		switch hdr.typ {
+		case perfRecordSample:
+			at, raw, valid := r.sample(rec)
+			if !valid {
+				return int(*samples - before), false, r.resyncCursorOnCPU(head, c, r.sampleError(rec))
+			}
+			if peekOnly || at > until {
+				r.hold(tail, hdr.size, at, raw, s)
+				return int(*samples - before), true, nil
+			}
+			tail += hdr.size
+			r.cur = tail
+			*samples++
+			if h.SampleAt != nil {
+				h.SampleAt(r.cpu, at, raw)
+			} else if h.Sample != nil {
+				h.Sample(r.cpu, raw)
+			}
+		case perfRecordLost:
+			count, err := lostCount(rec)
+			if err != nil {
+				return int(*samples - before), false, r.resyncCursorOnCPU(head, c, err)
+			}
+			tail += hdr.size
+			r.cur = tail
+			c.lost.Add(count)
+			if h.Lost != nil {
+				h.Lost(r.cpu, count)
+			}
+		default:
+			tail += hdr.size
+			r.cur = tail
+			c.skipped.Add(1)
 		}
 	}
 	return int(*samples - before), false, nil

@@ -482,7 +482,6 @@ type perfRing struct {
 	mask    uint64
 	scratch []byte // reassembles a record that wraps the end of data
 	timed   bool   // samples carry a PERF_SAMPLE_TIME word before the raw data
-	known   knownSample
 
 	// Peek's record, for Advance, and the cursor (peek.go). held is the
 	// peeked sample itself, so that ConsumeUntil delivers it without
@@ -515,7 +514,6 @@ func newPerfRing(cpu int, meta, data []byte) (*perfRing, error) {
 		data:    data,
 		mask:    size - 1,
 		scratch: make([]byte, min(size, perfMaxRecord+1)),
-		known:   noKnownSample,
 	}, nil
 }
 
@@ -553,52 +551,41 @@ func (r *perfRing) consume(h *Handler, c *perfCounters, g *guard) (int, error) {
 	for tail != head && !g.closed() {
 		// tail and size are multiples of 8, so a header never wraps.
 		off := tail & r.mask
-		// A sample of the layout last checked needs no checks of its
-		// own (knownSample); any other record gets them all, inlined,
-		// with what an error says worked out off this path.
-		var at uint64
-		raw, size, ok := r.fastSample(off, head-tail)
-		if ok {
-			at = r.knownTime(off)
-		} else {
-			hdr := readPerfHeader(r.data[off : off+perfHeaderSize])
-			if avail := head - tail; !perfRecordOK(hdr, avail) {
-				tail = head
-				return int(samples), r.countResync(c, checkPerfRecord(hdr, avail))
-			}
-			rec := r.record(off, hdr.size)
-			switch hdr.typ {
-			case perfRecordSample:
-				if at, raw, ok = r.sample(rec); !ok {
-					tail = head
-					return int(samples), r.countResync(c, r.sampleError(rec))
-				}
-				r.learn(off, hdr.size, raw)
-				size = hdr.size
-			case perfRecordLost:
-				n, err := lostCount(rec)
-				if err != nil {
-					tail = head
-					return int(samples), r.countResync(c, err)
-				}
-				tail += hdr.size
-				lost += n
-				if h.Lost != nil {
-					h.Lost(r.cpu, n)
-				}
-				continue
-			default:
-				tail += hdr.size
-				skipped++
-				continue
-			}
+		// The checks on the way to a sample are inlined; what an error
+		// says is worked out off this path.
+		hdr := readPerfHeader(r.data[off : off+perfHeaderSize])
+		if avail := head - tail; !perfRecordOK(hdr, avail) {
+			tail = head
+			return int(samples), r.countResync(c, checkPerfRecord(hdr, avail))
 		}
-		tail += size
-		samples++
-		if h.SampleAt != nil {
-			h.SampleAt(r.cpu, at, raw)
-		} else if h.Sample != nil {
-			h.Sample(r.cpu, raw)
+		rec := r.record(off, hdr.size)
+		tail += hdr.size
+
+		switch hdr.typ {
+		case perfRecordSample:
+			at, raw, ok := r.sample(rec)
+			if !ok {
+				tail = head
+				return int(samples), r.countResync(c, r.sampleError(rec))
+			}
+			samples++
+			if h.SampleAt != nil {
+				h.SampleAt(r.cpu, at, raw)
+			} else if h.Sample != nil {
+				h.Sample(r.cpu, raw)
+			}
+		case perfRecordLost:
+			n, err := lostCount(rec)
+			if err != nil {
+				tail = head
+				return int(samples), r.countResync(c, err)
+			}
+			lost += n
+			if h.Lost != nil {
+				h.Lost(r.cpu, n)
+			}
+		default:
+			skipped++
 		}
 	}
 	return int(samples), nil
