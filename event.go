@@ -62,10 +62,15 @@ func (p *Pipe) sample(cpu int, at uint64, rec []byte) { p.route(cpu, at, rec) }
 func (p *Pipe) ringRecord(rec []byte) { p.route(-1, 0, rec) }
 
 // flushRouted adds the records routed since the last flush to
-// Stats.Delivered; every drain ends with it, also when a handler panics.
+// Stats.Delivered (and the merge's late ones to Stats.Late); every drain
+// ends with it, also when a handler panics.
 func (p *Pipe) flushRouted() {
 	if n := p.routed; n != 0 {
 		p.routed = 0
 		p.delivered.Add(n)
+	}
+	if n := p.lateRouted; n != 0 {
+		p.lateRouted = 0
+		p.late.Add(n)
 	}
 }

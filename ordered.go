@@ -20,10 +20,11 @@ import (
 // older than the latest delivered one is late: delivered at once (it is
 // the oldest head), counted, never dropped.
 //
-// Choosing the oldest head looks at every ring; after that, records of the
-// chosen ring go out one after another for as long as they are older than
-// every other ring's head, without looking again (a burst on one CPU costs
-// one scan, not one per record).
+// Choosing the oldest head looks at every ring; after that, the chosen
+// ring's records go out for as long as they are no later than every other
+// ring's head (and, while a ring holds no head, old enough), in one
+// ConsumeUntil call that runs the ring's own loop: a burst on one CPU costs
+// one scan and one call, not one of each per record.
 func (p *Pipe) merge() {
 	if p.merging {
 		return // a handler's call that led back here; the outer run goes on
@@ -53,53 +54,65 @@ func (p *Pipe) mergeRun() {
 		if p.closed || bi < 0 {
 			return
 		}
-		// An index, not a pointer: a handler may attach a source, which
-		// grows p.heads.
 		best := &p.heads[bi]
-		from, ring := best.src, best.ring
-		for {
-			if !all {
-				due := best.s.Time + p.window
-				if due > now {
-					now = p.clock.now()
-				}
-				if due > now {
-					_ = p.kick.Start(time.Duration(due-now), 0)
-					return
-				}
+		until := second
+		if !all {
+			// A ring holds no head: records go out only once they are
+			// ReorderWindow old, the oldest first. ripe is the latest
+			// time that is; until never falls below the head's time, so
+			// the run delivers at least the head.
+			t := best.s.Time
+			if t > p.ripe(now) {
+				now = p.clock.now()
 			}
-			at := best.s.Time
-			if at < p.lastTime {
-				p.late.Add(1)
-			} else {
-				p.lastTime = at
-			}
-			best.ok = false
-			p.routing, p.routingRing = from, ring
-			p.route(best.s.CPU, at, best.s.Data)
-			p.routing = nil
-			if p.closed {
+			ripe := p.ripe(now)
+			if t > ripe {
+				_ = p.kick.Start(time.Duration(min(t-ripe, math.MaxInt64)), 0)
 				return
 			}
-			best = &p.heads[bi]
-			// Past the record delivered, to the ring's next, in one call.
-			p.readerCalls++
-			ok, err := from.rings.Next(ring, p.lostFn, &best.s)
-			if p.closed {
-				return
+			until = min(until, ripe)
+		}
+		// The run starts with the held head; the ring holds the first
+		// record past until as its new head, or runs dry.
+		from, ring, dst := best.src, best.ring, &best.s
+		best.ok = false
+		p.readerCalls++
+		_, ok, err := from.rings.ConsumeUntil(ring, until, p.mergeHandler, dst)
+		if p.closed {
+			return
+		}
+		if err != nil {
+			p.fail(err)
+		}
+		if ok {
+			h := &p.heads[bi]
+			if &h.s != dst {
+				h.s = *dst // a handler attached a source, which moved p.heads
 			}
-			if err != nil {
-				p.fail(err)
-			}
-			if !ok {
-				break // the ring ran dry: look at all of them again
-			}
-			best.ok = true
-			if best.s.Time > second {
-				break // another ring's head is older now
-			}
+			h.ok = true
 		}
 	}
+}
+
+// ripe is the latest record time that is ReorderWindow old at now.
+func (p *Pipe) ripe(now uint64) uint64 {
+	if now < p.window {
+		return 0
+	}
+	return now - p.window
+}
+
+// mergeSample is the merge runs' Handler.SampleAt: a record that goes out
+// after a later one is late, counted, delivered all the same.
+func (p *Pipe) mergeSample(cpu int, at uint64, rec []byte) {
+	// Small enough to be inlined into the method value's wrapper, which
+	// the run calls: one call per record less.
+	if at < p.lastTime {
+		p.lateRouted++
+	} else {
+		p.lastTime = at
+	}
+	p.route(cpu, at, rec)
 }
 
 // scanHeads peeks every ring of a claimed source that has no head held,
@@ -143,18 +156,12 @@ func (p *Pipe) scanHeads() (bi int, second uint64, all bool) {
 	return bi, second, all
 }
 
-// endMerge ends the readers' claims, also when a handler panicked; a
-// reader closed meanwhile is released here.
+// endMerge ends the readers' claims, also when a handler panicked (the
+// record it was given counts as delivered: ConsumeUntil consumed it before
+// the call, so it does not come back to panic again); a reader closed
+// meanwhile is released here.
 func (p *Pipe) endMerge(panicked bool) {
 	p.flushRouted()
-	if s := p.routing; s != nil {
-		// A handler panicked: its record counts as delivered, as in
-		// ringbuf's Consume, so that it does not come back to panic again.
-		p.routing = nil
-		if !p.closed {
-			_, _ = s.rings.Advance(p.routingRing)
-		}
-	}
 	if panicked && !p.closed {
 		p.wake() // the records after it wait for no wakeup: come back for them
 	}

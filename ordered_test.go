@@ -269,3 +269,53 @@ func TestOrderedAttachInHandler(t *testing.T) {
 	require.Equal(t, uint64(7), p.Stats().Delivered)
 	closePipe(t, l, p)
 }
+
+// Bursts: each CPU's records go out in runs, one reader call per run rather
+// than one per record, and the promises hold inside a run: time order
+// across CPUs, ring order within one (a time going backwards inside a run
+// is delivered in place and counted late), lost records reported.
+func TestOrderedRuns(t *testing.T) {
+	l := newLoop(t)
+	p := newPipe(t, l, Options{Ordered: true})
+	var times []uint64
+	var cpus []int
+	p.Register(func(ev Event) { times = append(times, ev.Time); cpus = append(cpus, ev.CPU) })
+	lost := uint64(0)
+	p.OnLost(func(cpu int, n uint64) {
+		require.Equal(t, 0, cpu)
+		lost += n
+	})
+	sim := p.AttachSim(2)
+	base := p.clock.now() - uint64(time.Second) // older than the window
+	var want []uint64
+	emit := func(cpu int, from, to uint64) {
+		for i := from; i <= to; i++ {
+			at := base + i
+			if i == 25 {
+				at = base + 3 // backwards, inside CPU 0's first burst
+			}
+			require.NoError(t, sim.EmitAt(cpu, at, 0, nil))
+			if i == 30 || i == 130 {
+				require.NoError(t, sim.Lose(cpu, 4))
+			}
+		}
+	}
+	emit(0, 1, 50)
+	emit(1, 51, 100)
+	emit(0, 101, 150)
+	for i := uint64(1); i <= 150; i++ {
+		want = append(want, base+map[bool]uint64{true: 3, false: i}[i == 25])
+	}
+	calls := p.ReaderCalls()
+	runUntil(t, l, 5*time.Second, func() bool { return len(times) == 150 })
+	require.Equal(t, want, times)
+	for i, cpu := range cpus {
+		require.Equal(t, map[bool]int{true: 1, false: 0}[i >= 50 && i < 100], cpu, "record %d", i)
+	}
+	require.Equal(t, uint64(1), p.Stats().Late)
+	require.Equal(t, uint64(150), p.Stats().Delivered)
+	require.Equal(t, uint64(8), lost, "one lost record in each of CPU 0's bursts")
+	require.Equal(t, uint64(8), p.Stats().Lost)
+	require.Less(t, p.ReaderCalls()-calls, uint64(20), "three bursts, not 150 records, of reader calls")
+	closePipe(t, l, p)
+}

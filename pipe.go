@@ -52,7 +52,7 @@ type Stats struct {
 	// handler reading it sees the records of earlier drains.
 	Delivered uint64
 	Lost      uint64 // records the kernel reported lost (PERF_RECORD_LOST counts)
-	Late      uint64 // Ordered: records delivered after a record with a later time
+	Late      uint64 // Ordered: records delivered after a record with a later time; updated as Delivered is
 	Errors    uint64 // short records, unknown categories, corrupt rings, reader errors
 	// RingDropped is the sum of the drop counter map named by CountDrops:
 	// records BPF programs could not write into a full ring buffer.
@@ -79,10 +79,11 @@ type Pipe struct {
 
 	// Callbacks given to the readers, made once so that a drain
 	// allocates nothing.
-	perfHandler ringbuf.Handler
-	ringFn      func([]byte)
-	lostFn      func(int, uint64)
-	partClosed  func()
+	perfHandler  ringbuf.Handler
+	mergeHandler ringbuf.Handler // the merge's runs (ConsumeUntil)
+	ringFn       func([]byte)
+	lostFn       func(int, uint64)
+	partClosed   func()
 
 	clock    monoClock
 	lastTime uint64 // Ordered: time of the latest record delivered in order
@@ -90,15 +91,14 @@ type Pipe struct {
 	inMerge  []*perfSource // sources a merge has claimed (Begin), to End
 	heads    []heldRecord  // Ordered: every perf ring's head (addHeads)
 
-	routing     *perfSource // the merge's record being handled, for a panic
-	routingRing int
-	closed      bool
+	closed bool
 
 	drops dropCounter
 
 	delivered, lost, late, errs atomic.Uint64
-	readerCalls                 uint64 // Consume and Peek calls, for tests
+	readerCalls                 uint64 // Consume, Peek and ConsumeUntil calls, for tests
 	routed                      uint64 // delivered, not yet in delivered (flushRouted)
+	lateRouted                  uint64 // late, not yet in late (flushRouted)
 }
 
 // New creates a pipe on l with no sources and no categories. Negative
@@ -119,6 +119,7 @@ func New(l *loop.Loop, opts Options) (*Pipe, error) {
 	}
 	p := &Pipe{l: l, opts: opts, window: uint64(opts.ReorderWindow), clock: clock, drops: dropCounter{fd: -1}}
 	p.perfHandler = ringbuf.Handler{SampleAt: p.sample, Lost: p.lostRecord}
+	p.mergeHandler = ringbuf.Handler{SampleAt: p.mergeSample, Lost: p.lostRecord}
 	p.ringFn = p.ringRecord
 	p.lostFn = p.lostRecord
 	p.partClosed = p.onPartClosed

@@ -20,7 +20,7 @@ type perfRings interface {
 	Consume(h ringbuf.Handler) (int, error)
 	Peek(i int, lost func(cpu int, count uint64)) (ringbuf.PerfSample, bool, error)
 	Advance(i int) (bool, error)
-	Next(i int, lost func(cpu int, count uint64), s *ringbuf.PerfSample) (bool, error)
+	ConsumeUntil(i int, until uint64, h ringbuf.Handler, head *ringbuf.PerfSample) (int, bool, error)
 	Begin() error
 	End() error
 	Pending() bool

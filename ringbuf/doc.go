@@ -138,8 +138,11 @@
 // Advance (between Begin and End, for a series of them, with Next doing
 // both in one call) let a caller hold each ring's head record in place,
 // without copying it, and decide which ring to deliver from next: a merge
-// by time across CPUs, as package eventpipe does. Inside Begin and End a
-// ring's positions are read and stored once per batch, as Consume does,
+// by time across CPUs, as package eventpipe does. ConsumeUntil then
+// delivers a run of one ring's samples up to a time bound (the next ring's
+// head) in that ring's own loop, holding the first sample past it as the
+// new head: one call per run rather than per record. Inside Begin and End
+// a ring's positions are read and stored once per batch, as Consume does,
 // not once per record. PerfSim builds perf rings in ordinary memory and writes
 // records into them exactly as the kernel does (samples with their padding
 // and optional time, lost records, wraps); the same code reads them, so

@@ -193,9 +193,6 @@ func peekRing(rings []*perfRing, i int, lost func(int, uint64), c *perfCounters,
 	} else {
 		ok, err = ring.peek(lost, c, g, &s)
 	}
-	if err != nil {
-		err = fmt.Errorf("ringbuf: CPU %d: %w", ring.cpu, err)
-	}
 	return s, ok, err
 }
 
@@ -231,9 +228,76 @@ func (ps *peekSession) next(rings []*perfRing, i int, lost func(int, uint64), c 
 	return ok, err
 }
 
+// ConsumeUntil delivers a run of ring i's samples to h in the ring's
+// order: every sample from the ring's head on whose time is at most until.
+// It stops at the first sample whose time passes until, which it holds as
+// the ring's head, as Peek would return it, and writes to *head (which may
+// be nil) with ok true; or at the end of what the ring holds (ok false,
+// *head left as it was). n is the number of samples delivered. A head held by an earlier Peek or ConsumeUntil is
+// where the run starts, and it is delivered without being read again.
+//
+// It exists for a caller that merges rings by time: having found ring i's
+// head to be the oldest and the next oldest of the other rings to be at
+// until, it delivers everything up to there in one call running the
+// ring's own loop, where Peek and Advance (or Next) per record would cost
+// a call chain and a second read of each record. A reader opened without
+// PerfOptions.Timestamps stamps every sample 0, so any bound delivers the
+// whole ring.
+//
+// As in Consume, the records that are not samples are consumed on the way
+// (the count of each PERF_RECORD_LOST goes to h.Lost), and a sample goes
+// to h.SampleAt, or else to h.Sample. A corrupt ring is resynchronised and
+// reported as Peek does, after the samples before the corruption were
+// delivered. A panic in a handler propagates to the caller: the sample it
+// was given counts as consumed, the records after it stay in the ring (and
+// no head is held; the next Peek finds the following sample). Unlike
+// Consume it does not make Fd readable then: the caller, which drives the
+// ring, comes back for them. Like Peek it does not reset Fd.
+//
+// The claims are Peek's: inside Begin and End it runs on the session's
+// positions and the tail is stored when the records seen are used up and
+// at End; outside, it claims the reader for the call and stores the tail
+// before it returns. It allocates nothing, and like Consume it must not run
+// concurrently with another Consume, Poll, Peek, Advance or ConsumeUntil.
+func (r *PerfReader) ConsumeUntil(i int, until uint64, h Handler, head *PerfSample) (n int, ok bool, err error) {
+	if r.ps.open {
+		if uint(i) >= uint(len(r.rings)) {
+			return 0, false, errNoRing
+		}
+		return r.rings[i].run(until, false, &h, &r.stats, &r.g, &r.ps.samples, head)
+	}
+	return r.consumeUntilClaimed(i, until, &h, head)
+}
+
+func (r *PerfReader) consumeUntilClaimed(i int, until uint64, h *Handler, head *PerfSample) (n int, ok bool, err error) {
+	if err := r.g.enter("consume until"); err != nil {
+		return 0, false, err
+	}
+	defer func() { err = r.leave(err) }()
+	return runRingOnce(r.rings, i, until, h, &r.stats, &r.g, head)
+}
+
+// runRingOnce is ConsumeUntil outside a session: the ring's run on fresh
+// positions, storing the tail and the count of samples before it returns
+// (or before a panicking handler unwinds it).
+func runRingOnce(rings []*perfRing, i int, until uint64, h *Handler, c *perfCounters, g *guard, head *PerfSample) (n int, ok bool, err error) {
+	if uint(i) >= uint(len(rings)) {
+		return 0, false, errNoRing
+	}
+	ring := rings[i]
+	ring.sync()
+	var samples uint64
+	defer func() {
+		ring.publish()
+		c.samples.Add(samples)
+	}()
+	return ring.run(until, false, h, c, g, &samples, head)
+}
+
 // A ring's cursor, for Peek and Advance: cur is the reader's tail, which
-// may run ahead of the one stored in the ring (dirty says so), and seen the
-// head as last read. Outside a session peek and advance sync it before and
+// may run ahead of the one stored in the ring (pub, the tail last stored
+// or read: a run moves only cur, one store per record), and seen the head
+// as last read. Outside a session peek and advance sync it before and
 // publish it after each call; inside one, Begin syncs and End publishes.
 
 // sync takes the ring's stored tail as the cursor and forgets the head, so
@@ -242,7 +306,7 @@ func (ps *peekSession) next(rings []*perfRing, i int, lost func(int, uint64), c 
 // it (seen must never be behind cur once Advance moves it).
 func (r *perfRing) sync() {
 	r.cur = atomic.LoadUint64(r.tail)
-	r.seen, r.dirty = r.cur, false
+	r.seen, r.pub = r.cur, r.cur
 	r.peeked = r.peeked && r.peekTail == r.cur
 	if r.peeked {
 		r.seen = r.peekNext
@@ -251,8 +315,8 @@ func (r *perfRing) sync() {
 
 // publish stores the cursor's tail if it moved.
 func (r *perfRing) publish() {
-	if r.dirty {
-		r.dirty = false
+	if r.cur != r.pub {
+		r.pub = r.cur
 		storeRelease(r.tail, r.cur)
 	}
 }
@@ -266,13 +330,55 @@ func (r *perfRing) peek(lost func(int, uint64), c *perfCounters, g *guard, s *Pe
 }
 
 // peekBatch finds the first sample from the cursor's tail, consuming the
-// records of other types before it, and remembers where the sample ends
-// for advance; the sample goes to *s, untouched when there is none. The
-// checks are consume's: the positions' once per head read, the headers'
-// record by record.
+// records of other types before it, and holds it for advance; the sample
+// goes to *s, untouched when there is none. A sample already held is
+// returned as it is, not read again.
 func (r *perfRing) peekBatch(lost func(int, uint64), c *perfCounters, g *guard, s *PerfSample) (bool, error) {
-	r.peeked = false
+	var none uint64
+	_, ok, err := r.run(0, true, &Handler{Lost: lost}, c, g, &none, s)
+	return ok, err
+}
+
+// hold makes the sample at tail, of size bytes, the ring's held head (for
+// advance and run) and writes it to *s.
+func (r *perfRing) hold(tail, size, at uint64, raw []byte, s *PerfSample) {
+	r.peeked, r.peekTail, r.peekNext = true, tail, tail+size
+	// Field by field from the values, not *s = r.held: a copy that reads
+	// back what was just stored stalls on store forwarding.
+	r.held.CPU, r.held.Time, r.held.Data = r.cpu, at, raw
+	if s != nil {
+		s.CPU, s.Time, s.Data = r.cpu, at, raw
+	}
+}
+
+// run delivers to h, from the cursor's tail, every sample whose time is at
+// most until (none when peekOnly), and holds the first sample past it,
+// written to *s; it reports whether it holds one (false: the ring is used
+// up, closed or corrupt). The held head it starts from, if any, goes out
+// without being read again. Each sample delivered is consumed (the cursor
+// moved past it and *samples counted) before its handler runs, so that a
+// handler that panics does not get it again. The checks are consume's:
+// the positions' once per head read, the headers' record by record.
+func (r *perfRing) run(until uint64, peekOnly bool, h *Handler, c *perfCounters, g *guard, samples *uint64, s *PerfSample) (n int, ok bool, err error) {
 	tail, head := r.cur, r.seen
+	before := *samples
+	if r.peeked {
+		if peekOnly || r.held.Time > until {
+			if s != nil {
+				*s = r.held
+			}
+			return 0, true, nil
+		}
+		r.peeked = false
+		tail = r.peekNext
+		r.cur = tail
+		*samples++
+		if h.SampleAt != nil {
+			h.SampleAt(r.cpu, r.held.Time, r.held.Data)
+		} else if h.Sample != nil {
+			h.Sample(r.cpu, r.held.Data)
+		}
+	}
 	for !g.closed() {
 		if tail == head {
 			// The records seen are used up: give their space back to
@@ -285,47 +391,62 @@ func (r *perfRing) peekBatch(lost func(int, uint64), c *perfCounters, g *guard, 
 			}
 			if size := uint64(len(r.data)); head-tail > size || (head-tail)%8 != 0 || tail%8 != 0 {
 				err := corruptf("perf ring head %d, tail %d, size %d", head, tail, size)
-				return false, r.resyncCursor(head, c, err)
+				return int(*samples - before), false, r.resyncCursorOnCPU(head, c, err)
 			}
 		}
 		off := tail & r.mask
 		hdr := readPerfHeader(r.data[off : off+perfHeaderSize])
 		if avail := head - tail; !perfRecordOK(hdr, avail) {
-			return false, r.resyncCursor(head, c, checkPerfRecord(hdr, avail))
+			return int(*samples - before), false, r.resyncCursorOnCPU(head, c, checkPerfRecord(hdr, avail))
 		}
 		rec := r.record(off, hdr.size)
 		switch hdr.typ {
 		case perfRecordSample:
-			at, raw, ok := r.sample(rec)
-			if !ok {
-				return false, r.resyncCursor(head, c, r.sampleError(rec))
+			at, raw, valid := r.sample(rec)
+			if !valid {
+				return int(*samples - before), false, r.resyncCursorOnCPU(head, c, r.sampleError(rec))
 			}
-			r.peeked, r.peekTail, r.peekNext = true, tail, tail+hdr.size
-			*s = PerfSample{CPU: r.cpu, Time: at, Data: raw}
-			return true, nil
-		case perfRecordLost:
-			n, err := lostCount(rec)
-			if err != nil {
-				return false, r.resyncCursor(head, c, err)
+			if peekOnly || at > until {
+				r.hold(tail, hdr.size, at, raw, s)
+				return int(*samples - before), true, nil
 			}
 			tail += hdr.size
-			r.cur, r.dirty = tail, true
-			c.lost.Add(n)
-			if lost != nil {
-				lost(r.cpu, n)
+			r.cur = tail
+			*samples++
+			if h.SampleAt != nil {
+				h.SampleAt(r.cpu, at, raw)
+			} else if h.Sample != nil {
+				h.Sample(r.cpu, raw)
+			}
+		case perfRecordLost:
+			count, err := lostCount(rec)
+			if err != nil {
+				return int(*samples - before), false, r.resyncCursorOnCPU(head, c, err)
+			}
+			tail += hdr.size
+			r.cur = tail
+			c.lost.Add(count)
+			if h.Lost != nil {
+				h.Lost(r.cpu, count)
 			}
 		default:
 			tail += hdr.size
-			r.cur, r.dirty = tail, true
+			r.cur = tail
 			c.skipped.Add(1)
 		}
 	}
-	return false, nil
+	return int(*samples - before), false, nil
+}
+
+// resyncCursorOnCPU is resyncCursor with the error naming the ring's CPU,
+// as Peek's and ConsumeUntil's errors do.
+func (r *perfRing) resyncCursorOnCPU(head uint64, c *perfCounters, err error) error {
+	return fmt.Errorf("ringbuf: CPU %d: %w", r.cpu, r.resyncCursor(head, c, err))
 }
 
 // resyncCursor is resync for the cursor too.
 func (r *perfRing) resyncCursor(head uint64, c *perfCounters, err error) error {
-	r.cur, r.seen, r.dirty = head, head, false
+	r.cur, r.seen, r.pub = head, head, head
 	return r.resync(head, c, err)
 }
 
@@ -340,7 +461,7 @@ func (r *perfRing) advance() bool {
 		return false
 	}
 	storeRelease(r.tail, r.peekNext)
-	r.cur = r.peekNext
+	r.cur, r.pub = r.peekNext, r.peekNext
 	return true
 }
 
@@ -352,6 +473,6 @@ func (r *perfRing) advanceBatch() bool {
 		return false
 	}
 	r.peeked = false
-	r.cur, r.dirty = r.peekNext, true
+	r.cur = r.peekNext
 	return true
 }

@@ -483,11 +483,13 @@ type perfRing struct {
 	scratch []byte // reassembles a record that wraps the end of data
 	timed   bool   // samples carry a PERF_SAMPLE_TIME word before the raw data
 
-	// Peek's record, for Advance, and the cursor (peek.go).
+	// Peek's record, for Advance, and the cursor (peek.go). held is the
+	// peeked sample itself, so that ConsumeUntil delivers it without
+	// reading it again.
 	peeked             bool
-	dirty              bool
 	peekTail, peekNext uint64
-	cur, seen          uint64
+	cur, seen, pub     uint64
+	held               PerfSample
 }
 
 // newPerfRing checks the geometry of a ring whose metadata page is meta and

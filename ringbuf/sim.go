@@ -229,6 +229,25 @@ func (s *PerfSim) Next(i int, lost func(cpu int, count uint64), ps *PerfSample) 
 	return ok, err
 }
 
+// ConsumeUntil is PerfReader.ConsumeUntil.
+func (s *PerfSim) ConsumeUntil(i int, until uint64, h Handler, head *PerfSample) (n int, ok bool, err error) {
+	if s.ps.open {
+		if uint(i) >= uint(len(s.rings)) {
+			return 0, false, errNoRing
+		}
+		return s.rings[i].run(until, false, &h, &s.stats, &s.g, &s.ps.samples, head)
+	}
+	return s.consumeUntilClaimed(i, until, &h, head)
+}
+
+func (s *PerfSim) consumeUntilClaimed(i int, until uint64, h *Handler, head *PerfSample) (n int, ok bool, err error) {
+	if err := s.g.enter("consume until"); err != nil {
+		return 0, false, err
+	}
+	defer func() { err = s.g.leave(err, s) }()
+	return runRingOnce(s.rings, i, until, h, &s.stats, &s.g, head)
+}
+
 // Advance is PerfReader.Advance.
 func (s *PerfSim) Advance(i int) (bool, error) {
 	if s.ps.open {

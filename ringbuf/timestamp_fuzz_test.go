@@ -6,10 +6,12 @@ import (
 )
 
 // FuzzPerfRingTimed feeds arbitrary ring contents and positions to a ring
-// whose samples carry a time word, read once with Consume and once with
-// Peek and Advance, outside a session and inside one (positions read once
-// per batch, the tail stored at its end): none may read outside the ring,
-// each must end at the head, and every error must wrap ErrCorrupt.
+// whose samples carry a time word, read once with Consume, once with Peek
+// and Advance, outside a session and inside one (positions read once per
+// batch, the tail stored at its end), and once in ConsumeUntil's runs
+// (with a bound from the input, each held head then advanced past): none
+// may read outside the ring, each must end at the head, and every error
+// must wrap ErrCorrupt.
 func FuzzPerfRingTimed(f *testing.F) {
 	// A timed sample of 4 raw bytes, a lost record, a sample too short for
 	// its time word.
@@ -18,7 +20,7 @@ func FuzzPerfRingTimed(f *testing.F) {
 	f.Add(uint8(2), uint64(8), uint64(24), []byte{0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 16, 0, 1, 2, 3, 4, 5, 6, 7, 8})
 	f.Fuzz(func(t *testing.T, shift uint8, tail, head uint64, mem []byte) {
 		size := 8 << (shift % 10)
-		for _, mode := range []string{"consume", "peek", "session"} {
+		for _, mode := range []string{"consume", "peek", "session", "until"} {
 			s := newSimPerf(t, size, 0)
 			s.ring.timed = true
 			copy(s.data, mem)
@@ -30,7 +32,29 @@ func FuzzPerfRingTimed(f *testing.F) {
 				}
 			}
 			var err error
-			if mode != "consume" {
+			switch mode {
+			case "until":
+				h := Handler{SampleAt: func(_ int, _ uint64, d []byte) { check(d) }}
+				until := tail ^ head<<3
+				s.ring.sync()
+				var samples uint64
+				for i := 0; ; i++ {
+					var ps PerfSample
+					var ok bool
+					_, ok, err = s.ring.run(until, false, &h, &s.c, &s.g, &samples, &ps)
+					if err != nil || !ok {
+						break
+					}
+					check(ps.Data)
+					if ps.Time <= until || !s.ring.advanceBatch() {
+						t.Fatalf("held a sample at %d, bound %d", ps.Time, until)
+					}
+					if i > size {
+						t.Fatal("more samples than the ring holds")
+					}
+				}
+				s.ring.publish()
+			case "peek", "session":
 				session := mode == "session"
 				if session {
 					s.ring.sync()
@@ -57,7 +81,7 @@ func FuzzPerfRingTimed(f *testing.F) {
 				if session {
 					s.ring.publish()
 				}
-			} else {
+			default:
 				_, err = s.consume(Handler{SampleAt: func(_ int, _ uint64, d []byte) { check(d) }})
 			}
 			if err != nil && !errors.Is(err, ErrCorrupt) {

@@ -17,18 +17,26 @@ func monoNow(t testing.TB) uint64 {
 	return uint64(ts.Nano())
 }
 
-// The kernel stamps each sample of a reader opened with Timestamps with
-// CLOCK_MONOTONIC: every time lies between clock reads taken before and
-// after the emits, and the raw data is parsed past the time word.
-func TestPerfTimestampsAreMonotonicClock(t *testing.T) {
+// timedReader opens a reader with Timestamps on one CPU, which the test is
+// pinned to, and a producer of 16-byte records into its array; both close
+// with the test.
+func timedReader(t *testing.T) (*PerfReader, *bpftest.Producer, int) {
+	t.Helper()
 	m := newPerfArray(t)
 	cpu := testCPUs(t)[0]
 	pinCPU(t, cpu)
 	r, err := NewPerfReader(m.FD(), PerfOptions{CPUs: []int{cpu}, Timestamps: true})
 	require.NoError(t, err)
-	defer r.Close()
+	t.Cleanup(func() { r.Close() })
 	pp, err := bpftest.NewPerfProducer(m, 16)
-	p := newProducer(t, pp, err)
+	return r, newProducer(t, pp, err), cpu
+}
+
+// The kernel stamps each sample of a reader opened with Timestamps with
+// CLOCK_MONOTONIC: every time lies between clock reads taken before and
+// after the emits, and the raw data is parsed past the time word.
+func TestPerfTimestampsAreMonotonicClock(t *testing.T) {
+	r, p, cpu := timedReader(t)
 
 	before := monoNow(t)
 	buf := make([]byte, 16)
@@ -73,14 +81,7 @@ func TestPerfSampleAtWithoutTimestamps(t *testing.T) {
 // Peek holds the head record in place: peeking again returns the same
 // record, Advance consumes it, and Pending follows the ring's positions.
 func TestPerfPeekAdvanceKernel(t *testing.T) {
-	m := newPerfArray(t)
-	cpu := testCPUs(t)[0]
-	pinCPU(t, cpu)
-	r, err := NewPerfReader(m.FD(), PerfOptions{CPUs: []int{cpu}, Timestamps: true})
-	require.NoError(t, err)
-	defer r.Close()
-	pp, err := bpftest.NewPerfProducer(m, 16)
-	p := newProducer(t, pp, err)
+	r, p, cpu := timedReader(t)
 	require.Equal(t, 1, r.Rings())
 	require.False(t, r.Pending())
 
