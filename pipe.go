@@ -80,7 +80,6 @@ type Pipe struct {
 	// Callbacks given to the readers, made once so that a drain
 	// allocates nothing.
 	perfHandler ringbuf.Handler
-	ringFn      func([]byte)
 	lostFn      func(int, uint64)
 	partClosed  func()
 
@@ -119,7 +118,6 @@ func New(l *loop.Loop, opts Options) (*Pipe, error) {
 	}
 	p := &Pipe{l: l, opts: opts, window: uint64(opts.ReorderWindow), clock: clock, drops: dropCounter{fd: -1}}
 	p.perfHandler = ringbuf.Handler{SampleAt: p.sample, Lost: p.lostRecord}
-	p.ringFn = p.ringRecord
 	p.lostFn = p.lostRecord
 	p.partClosed = p.onPartClosed
 
