@@ -45,12 +45,14 @@ func BenchmarkPerfDrain(b *testing.B) {
 }
 
 // BenchmarkRingDrain is BenchmarkPerfDrain for a BPF ring buffer
-// (bpf_ringbuf_output): our RingReader.Consume against cilium/ebpf's
-// ringbuf.Reader.ReadInto and libbpf's ring_buffer__consume.
+// (bpf_ringbuf_output): our RingReader.Consume, and a RingBatch loop
+// (eventpipe-batch: the handler called directly, no callback), against
+// cilium/ebpf's ringbuf.Reader.ReadInto and libbpf's ring_buffer__consume.
 func BenchmarkRingDrain(b *testing.B) {
 	for _, size := range recordSizes {
 		b.Run(fmt.Sprintf("impl=cilium/record=%d", size), func(b *testing.B) { benchCiliumRing(b, size) })
 		b.Run(fmt.Sprintf("impl=eventpipe/record=%d", size), func(b *testing.B) { benchOurRing(b, size) })
+		b.Run(fmt.Sprintf("impl=eventpipe-batch/record=%d", size), func(b *testing.B) { benchOurRingBatch(b, size) })
 		b.Run(fmt.Sprintf("impl=libbpf/record=%d", size), func(b *testing.B) { benchLibbpfRing(b, size) })
 		b.Run(fmt.Sprintf("impl=bare/record=%d", size), func(b *testing.B) { benchBareRing(b, size) })
 	}
@@ -267,6 +269,38 @@ func benchOurRing(b *testing.B, size int) {
 			}
 			if n == 0 {
 				b.Fatalf("Consume found %d of %d records", got, k)
+			}
+			got += n
+		}
+	})
+
+	c.verify(b, b.N)
+}
+
+func benchOurRingBatch(b *testing.B, size int) {
+	m, rb := ringSetup(b, size)
+	r, err := ringbuf.NewRingReader(m.FD())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	c := &checker{size: size}
+
+	rb.run(func(k int) {
+		for got := 0; got < k; {
+			batch, err := r.Begin()
+			if err != nil {
+				b.Fatal(err)
+			}
+			for batch.Next() {
+				c.check(emitCPU, batch.Record())
+			}
+			n, err := batch.End()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if n == 0 {
+				b.Fatalf("a batch found %d of %d records", got, k)
 			}
 			got += n
 		}

@@ -284,10 +284,13 @@ func (r *bpfRing) consume(fn func([]byte), c *ringCounters, g *guard) (n int, er
 	// Deferred so a panicking callback still consumes what it was given:
 	// a redelivered batch would hit the same panic again.
 	defer func() { n, err = b.finish() }()
-	for b.Next() {
-		if fn != nil {
-			fn(b.Record())
+	if fn == nil {
+		for b.Next() {
 		}
+		return
+	}
+	for b.Next() {
+		fn(b.Record())
 	}
 	return
 }
