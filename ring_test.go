@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/eventpipe/eventpipe/internal/bpftest"
 	"github.com/eventpipe/eventpipe/internal/leakcheck"
 	"github.com/eventpipe/eventpipe/loop"
 	"github.com/eventpipe/eventpipe/ringbuf"
@@ -71,10 +72,7 @@ func TestRingHandlerPanic(t *testing.T) {
 		}
 	})
 	require.NoError(t, p.AttachRing(m.FD()))
-	buf := make([]byte, 16)
-	for seq := range uint32(5) {
-		require.NoError(t, prod.Emit(rec(buf, 0, 0, seq)))
-	}
+	emitRing(t, prod, 5)
 	var err error
 	for i := 0; i < 10 && err == nil; i++ {
 		_, err = l.RunOnce()
@@ -112,13 +110,20 @@ func TestRingCloseFromHandler(t *testing.T) {
 		p.Close(func() { closed = true })
 	})
 	require.NoError(t, p.AttachRing(m.FD()))
-	buf := make([]byte, 16)
-	for seq := range uint32(5) {
-		require.NoError(t, prod.Emit(rec(buf, 0, 0, seq)))
-	}
+	emitRing(t, prod, 5)
 	runUntil(t, l, 5*time.Second, func() bool { return closed })
 	require.Equal(t, 1, got)
 	require.Equal(t, Stats{Delivered: 1}, p.Stats())
 	require.Empty(t, errs, "the pipe's own Close is not an error")
 	require.Empty(t, snap.Diff(time.Second))
+}
+
+// emitRing has the kernel write n records of category 0, sequence numbers
+// 0..n-1, through prod.
+func emitRing(t *testing.T, prod *bpftest.Producer, n uint32) {
+	t.Helper()
+	buf := make([]byte, 16)
+	for seq := range n {
+		require.NoError(t, prod.Emit(rec(buf, 0, 0, seq)))
+	}
 }

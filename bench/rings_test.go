@@ -51,8 +51,8 @@ func BenchmarkPerfDrain(b *testing.B) {
 func BenchmarkRingDrain(b *testing.B) {
 	for _, size := range recordSizes {
 		b.Run(fmt.Sprintf("impl=cilium/record=%d", size), func(b *testing.B) { benchCiliumRing(b, size) })
-		b.Run(fmt.Sprintf("impl=eventpipe/record=%d", size), func(b *testing.B) { benchOurRing(b, size) })
-		b.Run(fmt.Sprintf("impl=eventpipe-batch/record=%d", size), func(b *testing.B) { benchOurRingBatch(b, size) })
+		b.Run(fmt.Sprintf("impl=eventpipe/record=%d", size), func(b *testing.B) { benchOurRing(b, size, false) })
+		b.Run(fmt.Sprintf("impl=eventpipe-batch/record=%d", size), func(b *testing.B) { benchOurRing(b, size, true) })
 		b.Run(fmt.Sprintf("impl=libbpf/record=%d", size), func(b *testing.B) { benchLibbpfRing(b, size) })
 		b.Run(fmt.Sprintf("impl=bare/record=%d", size), func(b *testing.B) { benchBareRing(b, size) })
 	}
@@ -251,7 +251,8 @@ func ringSetup(b *testing.B, size int) (*bpftest.Map, *ringBench) {
 	}
 }
 
-func benchOurRing(b *testing.B, size int) {
+// benchOurRing drains with Consume, or with a RingBatch (batch).
+func benchOurRing(b *testing.B, size int, batch bool) {
 	m, rb := ringSetup(b, size)
 	r, err := ringbuf.NewRingReader(m.FD())
 	if err != nil {
@@ -260,47 +261,28 @@ func benchOurRing(b *testing.B, size int) {
 	defer r.Close()
 	c := &checker{size: size}
 	fn := func(data []byte) { c.check(emitCPU, data) }
-
-	rb.run(func(k int) {
-		for got := 0; got < k; {
-			n, err := r.Consume(fn)
+	drain := func() (int, error) { return r.Consume(fn) }
+	if batch {
+		drain = func() (int, error) {
+			bt, err := r.Begin()
 			if err != nil {
-				b.Fatal(err)
+				return 0, err
 			}
-			if n == 0 {
-				b.Fatalf("Consume found %d of %d records", got, k)
+			for bt.Next() {
+				c.check(emitCPU, bt.Record())
 			}
-			got += n
+			return bt.End()
 		}
-	})
-
-	c.verify(b, b.N)
-}
-
-func benchOurRingBatch(b *testing.B, size int) {
-	m, rb := ringSetup(b, size)
-	r, err := ringbuf.NewRingReader(m.FD())
-	if err != nil {
-		b.Fatal(err)
 	}
-	defer r.Close()
-	c := &checker{size: size}
 
 	rb.run(func(k int) {
 		for got := 0; got < k; {
-			batch, err := r.Begin()
-			if err != nil {
-				b.Fatal(err)
-			}
-			for batch.Next() {
-				c.check(emitCPU, batch.Record())
-			}
-			n, err := batch.End()
+			n, err := drain()
 			if err != nil {
 				b.Fatal(err)
 			}
 			if n == 0 {
-				b.Fatalf("a batch found %d of %d records", got, k)
+				b.Fatalf("a drain found %d of %d records", got, k)
 			}
 			got += n
 		}
