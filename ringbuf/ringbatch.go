@@ -142,8 +142,9 @@ func (b *RingBatch) Next() bool {
 
 // Record returns the record Next moved to. It points into the ring and is
 // valid until the next call of Next or End; do not modify it. It is
-// meaningful only after a Next that reported true; otherwise it returns
-// some bytes of the ring, or none, never a panic.
+// meaningful only after a Next that reported true; otherwise (before the
+// first Next, after one that reported false, after End) it returns some
+// bytes of the ring or none, and never panics.
 func (b *RingBatch) Record() []byte {
 	// Next left b.left just past the record, which took n+8 bytes padded
 	// to 8. Its n+8 <= size (it fitted in what was reserved) and its
