@@ -34,32 +34,48 @@ const categorySize = 4
 // route delivers one record to its category's handler, or reports why it
 // cannot.
 func (p *Pipe) route(cpu int, at uint64, rec []byte) {
-	if len(rec) < categorySize {
-		p.errs.Add(1)
-		if p.onError != nil {
-			p.onError(fmt.Errorf("eventpipe: CPU %d: %w: %d bytes", cpu, ringbuf.ErrShortRecord, len(rec)))
-		}
+	fn, cat, payload, ok := p.lookup(rec)
+	if !ok {
+		p.misroute(cpu, rec)
 		return
 	}
-	cat := binary.LittleEndian.Uint32(rec)
-	if uint64(cat) >= uint64(len(p.handlers)) {
-		p.errs.Add(1)
-		if p.onError != nil {
-			p.onError(fmt.Errorf("eventpipe: CPU %d: %w: %d (%d registered)", cpu, ringbuf.ErrUnknownCategory, cat, len(p.handlers)))
-		}
-		return
+	if fn != nil {
+		fn(Event{Category: cat, CPU: cpu, Time: at, Payload: payload})
+	}
+}
+
+// lookup returns the handler of rec's category (nil for a reserved id)
+// and rec's payload, and counts rec as routed; ok is false when rec is too
+// short to hold a category or its category is unknown, for misroute to
+// report. It is small enough for the compiler to inline into a drain
+// loop, so that the handler is the only call per record.
+func (p *Pipe) lookup(rec []byte) (fn func(Event), cat uint32, payload []byte, ok bool) {
+	if len(rec) < categorySize {
+		return nil, 0, nil, false
+	}
+	h := p.handlers
+	if cat = binary.LittleEndian.Uint32(rec); uint64(cat) >= uint64(len(h)) {
+		return nil, 0, nil, false
 	}
 	p.routed++ // into Stats at the drain's end (flushRouted), not one atomic add per record
-	if fn := p.handlers[cat]; fn != nil {
-		fn(Event{Category: cat, CPU: cpu, Time: at, Payload: rec[categorySize:]})
+	return h[cat], cat, rec[categorySize:], true
+}
+
+// misroute counts and reports a record too short to hold a category, or
+// of a category nobody registered.
+func (p *Pipe) misroute(cpu int, rec []byte) {
+	p.errs.Add(1)
+	switch {
+	case p.onError == nil:
+	case len(rec) < categorySize:
+		p.onError(fmt.Errorf("eventpipe: CPU %d: %w: %d bytes", cpu, ringbuf.ErrShortRecord, len(rec)))
+	default:
+		p.onError(fmt.Errorf("eventpipe: CPU %d: %w: %d (%d registered)", cpu, ringbuf.ErrUnknownCategory, binary.LittleEndian.Uint32(rec), len(p.handlers)))
 	}
 }
 
 // sample is the perf sources' Handler.SampleAt.
 func (p *Pipe) sample(cpu int, at uint64, rec []byte) { p.route(cpu, at, rec) }
-
-// ringRecord is the ring buffers' Consume callback.
-func (p *Pipe) ringRecord(rec []byte) { p.route(-1, 0, rec) }
 
 // flushRouted adds the records routed since the last flush to
 // Stats.Delivered (and the merge's late ones to Stats.Late); every drain

@@ -81,7 +81,6 @@ type Pipe struct {
 	// allocates nothing.
 	perfHandler  ringbuf.Handler
 	mergeHandler ringbuf.Handler // the merge's runs (ConsumeUntil)
-	ringFn       func([]byte)
 	lostFn       func(int, uint64)
 	partClosed   func()
 
@@ -120,7 +119,6 @@ func New(l *loop.Loop, opts Options) (*Pipe, error) {
 	p := &Pipe{l: l, opts: opts, window: uint64(opts.ReorderWindow), clock: clock, drops: dropCounter{fd: -1}}
 	p.perfHandler = ringbuf.Handler{SampleAt: p.sample, Lost: p.lostRecord}
 	p.mergeHandler = ringbuf.Handler{SampleAt: p.mergeSample, Lost: p.lostRecord}
-	p.ringFn = p.ringRecord
 	p.lostFn = p.lostRecord
 	p.partClosed = p.onPartClosed
 

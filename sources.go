@@ -228,10 +228,42 @@ func (p *Pipe) attachRing(mapFD int, owned bool) error {
 	return nil
 }
 
+// consumeRing drains a ring buffer in a batch of its own loop rather than
+// through Consume's callback, so that the category lookup is inlined and
+// the handler is the one indirect call per record. The deferred calls run
+// also when a handler panics: the batch then ends past the record the
+// handler was given (it is not delivered again), the reader is released,
+// and the records routed so far are counted.
 func (p *Pipe) consumeRing(s *ringSource) {
 	defer p.flushRouted()
 	p.readerCalls++
-	if _, err := s.reader.Consume(p.ringFn); err != nil && !p.closed {
+	b, err := s.reader.Begin()
+	if err != nil {
+		p.ringFailed(err)
+		return
+	}
+	defer p.endRing(b)
+	for b.Next() {
+		rec := b.Record()
+		fn, cat, payload, ok := p.lookup(rec)
+		if !ok {
+			p.misroute(-1, rec)
+		} else if fn != nil {
+			fn(Event{Category: cat, CPU: -1, Payload: payload})
+		}
+	}
+}
+
+func (p *Pipe) endRing(b *ringbuf.RingBatch) {
+	if _, err := b.End(); err != nil {
+		p.ringFailed(err)
+	}
+}
+
+// ringFailed reports a ring buffer's error, unless it is the pipe's own
+// Close (from a handler) ending the drain.
+func (p *Pipe) ringFailed(err error) {
+	if !p.closed {
 		p.fail(fmt.Errorf("eventpipe: %w", err))
 	}
 }

@@ -45,12 +45,14 @@ func BenchmarkPerfDrain(b *testing.B) {
 }
 
 // BenchmarkRingDrain is BenchmarkPerfDrain for a BPF ring buffer
-// (bpf_ringbuf_output): our RingReader.Consume against cilium/ebpf's
-// ringbuf.Reader.ReadInto and libbpf's ring_buffer__consume.
+// (bpf_ringbuf_output): our RingReader.Consume, and a RingBatch loop
+// (eventpipe-batch: the handler called directly, no callback), against
+// cilium/ebpf's ringbuf.Reader.ReadInto and libbpf's ring_buffer__consume.
 func BenchmarkRingDrain(b *testing.B) {
 	for _, size := range recordSizes {
 		b.Run(fmt.Sprintf("impl=cilium/record=%d", size), func(b *testing.B) { benchCiliumRing(b, size) })
-		b.Run(fmt.Sprintf("impl=eventpipe/record=%d", size), func(b *testing.B) { benchOurRing(b, size) })
+		b.Run(fmt.Sprintf("impl=eventpipe/record=%d", size), func(b *testing.B) { benchOurRing(b, size, false) })
+		b.Run(fmt.Sprintf("impl=eventpipe-batch/record=%d", size), func(b *testing.B) { benchOurRing(b, size, true) })
 		b.Run(fmt.Sprintf("impl=libbpf/record=%d", size), func(b *testing.B) { benchLibbpfRing(b, size) })
 		b.Run(fmt.Sprintf("impl=bare/record=%d", size), func(b *testing.B) { benchBareRing(b, size) })
 	}
@@ -249,7 +251,8 @@ func ringSetup(b *testing.B, size int) (*bpftest.Map, *ringBench) {
 	}
 }
 
-func benchOurRing(b *testing.B, size int) {
+// benchOurRing drains with Consume, or with a RingBatch (batch).
+func benchOurRing(b *testing.B, size int, batch bool) {
 	m, rb := ringSetup(b, size)
 	r, err := ringbuf.NewRingReader(m.FD())
 	if err != nil {
@@ -258,15 +261,28 @@ func benchOurRing(b *testing.B, size int) {
 	defer r.Close()
 	c := &checker{size: size}
 	fn := func(data []byte) { c.check(emitCPU, data) }
+	drain := func() (int, error) { return r.Consume(fn) }
+	if batch {
+		drain = func() (int, error) {
+			bt, err := r.Begin()
+			if err != nil {
+				return 0, err
+			}
+			for bt.Next() {
+				c.check(emitCPU, bt.Record())
+			}
+			return bt.End()
+		}
+	}
 
 	rb.run(func(k int) {
 		for got := 0; got < k; {
-			n, err := r.Consume(fn)
+			n, err := drain()
 			if err != nil {
 				b.Fatal(err)
 			}
 			if n == 0 {
-				b.Fatalf("Consume found %d of %d records", got, k)
+				b.Fatalf("a drain found %d of %d records", got, k)
 			}
 			got += n
 		}

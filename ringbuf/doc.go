@@ -81,11 +81,18 @@
 // cannot recover from; a write into a perf record lands in the ring the
 // kernel writes.
 //
-// Consume and Poll of one reader must be called from one goroutine at a
-// time; a second concurrent call returns an error wrapping unix.EBUSY rather
-// than corrupting the ring. Pending belongs to that goroutine too (from any
-// other it is only a snapshot). Fd, Stats, Size, Available and Close may be
-// called from any goroutine. Readers start no goroutines. Closing a reader
+// A RingReader also drains without a callback: Begin, then Next and
+// Record in the caller's own loop, then End (see RingBatch). The compiler
+// inlines Next and Record, so a caller that routes records further (as
+// package eventpipe does by category) makes no call per record but its own
+// handler's; Consume, which calls a func value per record, is a loop over
+// the same batch.
+//
+// Consume and Poll of one reader (and a RingReader's batches) must be
+// called from one goroutine at a time; a second concurrent call returns
+// an error wrapping unix.EBUSY rather than corrupting the ring. Pending
+// belongs to that goroutine too (from any other it is only a snapshot).
+// Fd, Stats, Size, Available and Close may be called from any goroutine. Readers start no goroutines. Closing a reader
 // while another goroutine is blocked in Poll wakes that Poll, which returns
 // an error wrapping os.ErrClosed; the mappings stay valid until the running
 // call returns, and whichever of the two finishes last releases them. A

@@ -52,6 +52,7 @@ type RingReader struct {
 	prod   []byte // producer page and the data area mapped twice, read-only
 	size   int
 	stats  ringCounters
+	batch  RingBatch // Begin's, reused
 }
 
 // NewRingReader maps the BPF_MAP_TYPE_RINGBUF mapFD: the consumer page
@@ -249,7 +250,10 @@ func newBPFRing(consPage, prodPage, data []byte) (*bpfRing, error) {
 		return nil, fmt.Errorf("ring buffer position pages: %w", unix.EINVAL)
 	}
 	size := uint64(len(data) / 2)
-	if !isPow2(size) || size < ringHeaderSize || uint64(len(data)) != 2*size || !aligned8(data) {
+	// The kernel's sizes are u32 powers of two, so at most 1<<31: Next
+	// relies on a reserved record's BUSY bit making it larger than any
+	// ring.
+	if !isPow2(size) || size < ringHeaderSize || size > 1<<31 || uint64(len(data)) != 2*size || !aligned8(data) {
 		return nil, fmt.Errorf("ring buffer data area of %d bytes: %w", len(data), unix.EINVAL)
 	}
 	return &bpfRing{
@@ -272,59 +276,21 @@ func (r *bpfRing) available() uint64 {
 }
 
 // consume delivers the committed records between consumer_pos and the
-// producer_pos read at its start, then stores consumer_pos once.
-func (r *bpfRing) consume(fn func([]byte), c *ringCounters, g *guard) (int, error) {
-	cons := atomic.LoadUint64(r.cons)
-	prod := loadAcquire(r.prod)
-	if cons == prod {
-		return 0, nil
+// producer_pos read at its start, then stores consumer_pos once: a batch
+// with fn called on each record.
+func (r *bpfRing) consume(fn func([]byte), c *ringCounters, g *guard) (n int, err error) {
+	var b RingBatch
+	r.begin(&b, c, g)
+	// Deferred so a panicking callback still consumes what it was given:
+	// a redelivered batch would hit the same panic again.
+	defer func() { n, err = b.finish() }()
+	if fn == nil {
+		for b.Next() {
+		}
+		return
 	}
-	// As for perf rings, prod-cons modulo 2^64 is what was reserved; a
-	// producer behind the consumer shows up as more than the ring holds.
-	size := r.mask + 1
-	if prod-cons > size || cons%8 != 0 {
-		storeRelease(r.cons, prod)
-		c.resyncs.Add(1)
-		return 0, corruptf("ring buffer consumer %d, producer %d, size %d", cons, prod, size)
+	for b.Next() {
+		fn(b.Record())
 	}
-
-	start := cons
-	var records, discarded uint64
-	defer func() {
-		// Deferred so a panicking callback still consumes what it was
-		// given: a redelivered batch would hit the same panic again.
-		if cons != start {
-			storeRelease(r.cons, cons)
-		}
-		c.records.Add(records)
-		c.discarded.Add(discarded)
-	}()
-	for cons != prod && !g.closed() {
-		// cons and size are multiples of 8, so off+8 <= size and the
-		// header word is 4-byte aligned.
-		off := cons & r.mask
-		hdr := atomic.LoadUint32(u32At(r.data, off))
-		if hdr&ringBusyBit != 0 {
-			break // reserved but not committed yet; the commit wakes us
-		}
-		n, total := ringRecordSize(hdr)
-		if total > prod-cons {
-			cons = prod
-			c.resyncs.Add(1)
-			return int(records), corruptf("ring buffer record of %d bytes exceeds the %d bytes reserved", n, prod-cons)
-		}
-		// total <= size and off < size, so the record ends within the
-		// double mapping: off+8+n <= off+total < 2*size.
-		cons += total
-		if hdr&ringDiscardBit != 0 {
-			discarded++
-			continue
-		}
-		records++
-		end := off + ringHeaderSize + n
-		if fn != nil {
-			fn(r.data[off+ringHeaderSize : end : end])
-		}
-	}
-	return int(records), nil
+	return
 }

@@ -350,6 +350,7 @@ func TestRingReaderCloseFromCallback(t *testing.T) {
 	before.Check(t)
 }
 
+// Consume, and a batch (Begin, Next, Record, End), allocate nothing.
 func TestRingReaderConsumeAllocatesNothing(t *testing.T) {
 	m := newRingMap(t, 1<<14)
 	r := newRingReader(t, m)
@@ -359,26 +360,41 @@ func TestRingReaderConsumeAllocatesNothing(t *testing.T) {
 	const batch = 32
 	total := 0
 	fn := func(d []byte) { total += len(d) }
+	drains := map[string]func() (int, error){
+		"Consume": func() (int, error) { return r.Consume(fn) },
+		"batch": func() (int, error) {
+			b, err := r.Begin()
+			if err != nil {
+				return 0, err
+			}
+			for b.Next() {
+				fn(b.Record())
+			}
+			return b.End()
+		},
+	}
 	if a := testing.AllocsPerRun(10, func() { p.Emit(buf) }); a != 0 {
 		t.Fatalf("Emit allocates %v; cannot attribute allocations", a)
 	}
-	r.Consume(fn)
-	total = 0
-	allocs := testing.AllocsPerRun(50, func() {
-		for i := 0; i < batch; i++ {
-			if err := p.Emit(buf); err != nil {
-				t.Fatal(err)
+	for name, drain := range drains {
+		drain()
+		total = 0
+		allocs := testing.AllocsPerRun(50, func() {
+			for i := 0; i < batch; i++ {
+				if err := p.Emit(buf); err != nil {
+					t.Fatal(err)
+				}
 			}
+			if n, err := drain(); n != batch || err != nil {
+				t.Fatalf("%s = %d, %v", name, n, err)
+			}
+		})
+		if allocs != 0 {
+			t.Fatalf("%v allocations per %d-record %s", allocs, batch, name)
 		}
-		if n, err := r.Consume(fn); n != batch || err != nil {
-			t.Fatalf("Consume = %d, %v", n, err)
+		if total != 51*batch*64 {
+			t.Fatalf("%s: callback saw %d bytes", name, total)
 		}
-	})
-	if allocs != 0 {
-		t.Fatalf("%v allocations per %d-record Consume", allocs, batch)
-	}
-	if total != 51*batch*64 {
-		t.Fatalf("callback saw %d bytes", total)
 	}
 }
 

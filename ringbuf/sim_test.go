@@ -203,3 +203,11 @@ func (s *simRing) output(payload []byte) bool {
 func (s *simRing) consume(fn func([]byte)) (int, error) {
 	return s.ring.consume(fn, &s.c, &s.g)
 }
+
+// begin starts a batch of the ring, as RingReader.Begin does (without the
+// reader's claim, which its End then does not release).
+func (s *simRing) begin() *RingBatch {
+	b := new(RingBatch)
+	s.ring.begin(b, &s.c, &s.g)
+	return b
+}
