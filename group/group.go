@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -21,13 +22,24 @@ type Group struct {
 	closed  atomic.Bool
 }
 
-// New creates n loops with opts (n <= 0: runtime.GOMAXPROCS(0) of them).
-// If one cannot be made, the ones made are closed and its error returned.
+// GroupYield is the period with which a group's loops pass through the Go
+// scheduler (loop.WithSchedulerYield), unless New's options set another:
+// each loop runs alone on its OS thread, where a loop that never yields
+// costs the runtime thread hand-offs at every sleep (15 % of an HTTP
+// server's CPU, bench/RESULTS.md).
+const GroupYield = 5 * time.Millisecond
+
+// New creates n loops with opts (n <= 0: runtime.GOMAXPROCS(0) of them),
+// each with loop.WithSchedulerYield(GroupYield) unless opts set another
+// period. If one cannot be made, the ones made are closed and its error
+// returned.
 func New(n int, opts ...loop.Option) (*Group, error) {
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
 	g := &Group{loops: make([]*loop.Loop, 0, n)}
+	// Each loop is alone on its thread: it yields, unless opts say otherwise.
+	opts = append([]loop.Option{loop.WithSchedulerYield(GroupYield)}, opts...)
 	for range n {
 		l, err := loop.New(opts...)
 		if err != nil {

@@ -58,15 +58,14 @@
 // function that does it.
 //
 // The loop waits in epoll_wait as a system call, holding its P (the
-// runtime's right to run Go code) as any blocking system call does, and
-// passes through the Go scheduler (runtime.Gosched) about once per 5 ms of
-// running, just before it sleeps: the runtime otherwise takes a goroutine
-// that is never rescheduled for one that runs too long, and takes its P
-// away at each system call, which costs a thread-locked loop thread
-// hand-offs (see yield.go). With more loops running than GOMAXPROCS, a
-// loop yields before every sleep, so that a loop with events does not
-// wait for the P a sleeping one holds; run no more busy loops than
-// GOMAXPROCS where that costs too much.
+// runtime's right to run Go code) as any blocking system call does. With
+// WithSchedulerYield (a group's loops have it) it also passes through the
+// Go scheduler about once per period, just before it sleeps: the runtime
+// otherwise takes a goroutine that is never rescheduled for one that runs
+// too long and takes its P away at each system call, which costs a
+// thread-locked loop thread hand-offs (see yield.go). With more yielding
+// loops running than GOMAXPROCS, a loop yields before every sleep, so that
+// a loop with events does not wait for the P a sleeping one holds.
 //
 // # Panics
 //

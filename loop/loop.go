@@ -70,9 +70,13 @@ type Loop struct {
 	base time.Time // the zero of the loop's clock
 	now  int64     // cached loop time: nanoseconds since base
 
-	lastYield int64  // loop time of the last pass through the scheduler (yield.go)
-	yields    uint64 // passes made, for tests
-	procs     int32  // GOMAXPROCS as of the last yield (0: not read yet)
+	yieldEvery int64  // WithSchedulerYield, in ns; 0: never
+	yieldBusy  int64  // one and a half of it, for a loop that never sleeps
+	lastYield  int64  // loop time of the last pass through the scheduler (yield.go)
+	yields     uint64 // passes made, for tests
+	procs      int32  // GOMAXPROCS as of the last yield (0: not read yet)
+	runSince   int64  // when the run in progress began
+	yieldRetry int64  // no yield before a sleep is tried until this loop time
 
 	timers   timerHeap
 	timerSeq uint64
@@ -147,6 +151,7 @@ type config struct {
 	panicHandler func(v any)
 	budget       int
 	queueLimit   int
+	yieldEvery   time.Duration
 }
 
 // WithWorkers sets how many goroutines run QueueWork's blocking functions
@@ -209,6 +214,34 @@ func WithQueueLimit(n int) Option {
 	}
 }
 
+// WithSchedulerYield makes the loop pass through the Go scheduler
+// (runtime.Gosched) about once per d of running: just before it sleeps,
+// when a poll that does not wait finds nothing to do, or after d and a
+// half of running without a chance to (a loop that always has work). 0,
+// the default, never yields; a negative d is EINVAL. A group's loops,
+// each alone on its thread, yield every GroupYield (package group).
+//
+// Why: a loop blocks in epoll_wait as a system call and never parks, so
+// the scheduler never sees its goroutine again. The runtime's monitor
+// takes a goroutine not rescheduled for 10 ms for one that runs too long
+// and from then on takes its P at each system call it catches in progress,
+// which costs thread hand-offs at every sleep of a busy server (see
+// yield.go: on an HTTP server, 15 % of its CPU). Keep d under 10 ms for
+// that. The price: a yield is a pass through the scheduler (a thread
+// hand-off of its own on a locked loop), and a loop that yields no longer
+// has its P taken while it sleeps, so other goroutines wait longer for a P
+// when every P is held by a sleeping loop. Loops that share their Ps with
+// other busy goroutines are better left at 0.
+func WithSchedulerYield(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return opError(fmt.Sprintf("loop: WithSchedulerYield(%v): negative", d), unix.EINVAL)
+		}
+		c.yieldEvery = d
+		return nil
+	}
+}
+
 // New creates a loop with its epoll instance and wakeup eventfd.
 func New(opts ...Option) (*Loop, error) {
 	cfg := config{workers: 4}
@@ -258,6 +291,8 @@ func New(opts ...Option) (*Loop, error) {
 		prepare:      hookList{name: "prepare"},
 		check:        hookList{name: "check"},
 		panicHandler: cfg.panicHandler,
+		yieldEvery:   int64(cfg.yieldEvery),
+		yieldBusy:    int64(cfg.yieldEvery + cfg.yieldEvery/2),
 		budget:       cfg.budget,
 		budgetTime:   budgetTime,
 		errFull:      opError(fmt.Sprintf("loop: post: queue full (limit %d)", cfg.queueLimit), unix.EAGAIN),
@@ -346,6 +381,7 @@ func (l *Loop) run(mode runMode) (alive bool, err error) {
 	l.panicErr = nil
 	loopsRunning.Add(1)
 	defer loopsRunning.Add(-1)
+	l.runSince = int64(time.Since(l.base))
 	if l.procs == 0 {
 		l.procs = int32(runtime.GOMAXPROCS(0)) // then refreshed at each yield
 	}
@@ -371,11 +407,6 @@ func (l *Loop) run(mode runMode) (alive bool, err error) {
 		timeout := time.Duration(0)
 		if (mode == modeOnce && canSleep) || mode == modeDefault {
 			timeout = l.BackendTimeout()
-			if timeout != 0 && (l.yieldDue(yieldEvery) || l.oversubscribed()) {
-				l.yield() // before sleeping: see yield.go
-				l.UpdateTime()
-				timeout = l.BackendTimeout()
-			}
 		}
 		if err := l.poll(timeout); err != nil {
 			return l.Alive(), err
@@ -389,8 +420,8 @@ func (l *Loop) run(mode runMode) (alive bool, err error) {
 		if l.runClosing(); l.panicErr != nil {
 			break
 		}
-		if l.yieldDue(yieldBusy) {
-			l.yield() // a loop that has not slept for a while: see yield.go
+		if l.yieldEvery != 0 && l.busyYieldDue() {
+			l.yield() // a loop that has had no chance to yield: see yield.go
 		}
 		l.UpdateTime()
 		if l.runTimers(); l.panicErr != nil {
@@ -422,6 +453,22 @@ func (l *Loop) poll(timeout time.Duration) error {
 		l.dispatch()
 		return nil
 	}
+	if timeout != 0 && l.yieldEvery != 0 && l.now >= l.yieldRetry && (l.yieldDue() || l.oversubscribed()) {
+		// Yield before sleeping (see yield.go), and only when there is
+		// nothing to do now: on a locked loop a yield is a thread
+		// hand-off, which must not delay events already waiting.
+		n, err := l.poller.Wait(l.events, 0)
+		if n != 0 || err != nil {
+			// Busy: try again in a while, not at every iteration, which
+			// would change how often producers must wake the loop.
+			l.UpdateTime()
+			l.yieldRetry = l.now + int64(yieldRetry)
+			return l.dispatchBatch(n, err)
+		}
+		l.yield()
+		l.UpdateTime()
+		timeout = l.BackendTimeout() // a timer may have come due meanwhile
+	}
 	var start int64
 	if timeout != 0 {
 		start = int64(time.Since(l.base))
@@ -434,6 +481,11 @@ func (l *Loop) poll(timeout time.Duration) error {
 		// As uv_metrics_idle_time: only a poll that may block counts.
 		l.idleNanos.Add(l.now - start)
 	}
+	return l.dispatchBatch(n, err)
+}
+
+// dispatchBatch dispatches the n events a wait returned.
+func (l *Loop) dispatchBatch(n int, err error) error {
 	if err != nil {
 		return err
 	}

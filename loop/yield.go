@@ -6,10 +6,14 @@ import (
 	"time"
 )
 
-// The loop passes through the Go scheduler (runtime.Gosched) at least
-// once per yieldBusy of running: before a poll that may block once
-// yieldEvery has passed since the last time, or at the end of an
-// iteration once yieldBusy has, for a loop that never blocks.
+// With WithSchedulerYield(d), the loop passes through the Go scheduler
+// (runtime.Gosched) at least once per 1.5 d of running: before it sleeps,
+// once d has passed since the last time and a poll that does not wait
+// finds nothing to do, or else at the end of an iteration once the loop
+// has run for 1.5 d without yielding (a loop that always has work),
+// counted from its last yield or the start of the run in progress,
+// whichever is later (so that a loop driven by RunOnce or RunNoWait does
+// not count the time between two calls as running).
 //
 // Why: a loop blocks in epoll_wait as a system call and never parks, so
 // unless it yields, the scheduler never sees its goroutine again. The
@@ -23,6 +27,10 @@ import (
 // (bench/RESULTS.md): about 10 P hand-offs and 120 context switches per
 // 1000 requests without the yield, under 2 and 40 with it, and 15 % less
 // server CPU per request; a yield every 15 ms did not help, 8 ms did.
+// The cost shows on a loop that shares its Ps with busy goroutines: the
+// post benchmark (a plain loop draining a spinning producer's posts) was
+// 13 % slower with yields every 5 ms. So yielding is an option, off by
+// default, and on for a group's loops (one per thread, package group).
 //
 // A yield costs one pass through the scheduler, and on a locked loop a
 // thread hand-off of its own (tens of microseconds). Made just before the
@@ -36,14 +44,24 @@ import (
 // connections): p99 4.9–7.1 ms with a yield per 5 ms, 0.6–1.2 ms with one
 // per sleep, for 5–8 % more server CPU per request.
 const (
-	yieldEvery = 5 * time.Millisecond
-	yieldBusy  = 8 * time.Millisecond
+	// yieldRetry is how long a loop that found work where it meant to
+	// yield and sleep waits before it tries again: trying at every
+	// iteration made a loop that drains posts as fast as they come go
+	// through more, shorter iterations, and its producers write its
+	// eventfd three times as often (BenchmarkPost).
+	yieldRetry = time.Millisecond
 )
 
-// yieldDue reports whether after has passed, by the loop's cached time,
-// since the loop last yielded.
-func (l *Loop) yieldDue(after time.Duration) bool {
-	return l.now-l.lastYield >= int64(after)
+// yieldDue reports whether the yield period has passed, by the loop's
+// cached time, since the loop last yielded.
+func (l *Loop) yieldDue() bool {
+	return l.now-l.lastYield >= l.yieldEvery
+}
+
+// busyYieldDue reports whether the loop has run for 1.5 yield periods
+// without a yield, within the run in progress.
+func (l *Loop) busyYieldDue() bool {
+	return l.now-max(l.lastYield, l.runSince) >= l.yieldBusy
 }
 
 // yield passes through the scheduler. The caller updates the loop's time

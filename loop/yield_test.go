@@ -1,83 +1,105 @@
 package loop
 
 import (
+	"errors"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// A loop that never sleeps (RunNoWait) passes through the scheduler once
-// yieldBusy has passed since it last did, and not before (yield.go says
-// why).
-func TestYieldWhenDue(t *testing.T) {
-	l, err := New()
+// The period the tests set, and the busy threshold the loop derives.
+const (
+	testYield     = 5 * time.Millisecond
+	testYieldBusy = testYield + testYield/2
+)
+
+// A loop that always has work (an idle hook: it never sleeps) yields on
+// its own once per testYieldBusy of running; one driven by RunNoWait does not
+// count the time between calls as running.
+func TestYieldWhenBusy(t *testing.T) {
+	l, err := New(WithSchedulerYield(testYield))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	start := time.Now()
+	idle := l.NewIdle(func() {
+		if time.Since(start) > 4*testYieldBusy {
+			l.Stop()
+		}
+	})
+	if err := idle.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if l.yields < 2 {
+		t.Fatalf("%d yields in %v of an idle hook's running, want at least 2 (one per %v)", l.yields, time.Since(start), testYieldBusy)
+	}
+	idle.Stop()
+
 	keep := l.NewTimer(func() {})
 	if err := keep.Start(time.Hour, 0); err != nil {
 		t.Fatal(err)
 	}
+	l.lastYield = l.now - int64(testYieldBusy) // as if testYieldBusy had passed between two calls
+	before := l.yields
 	if _, err := l.RunNoWait(); err != nil {
 		t.Fatal(err)
 	}
-	first := l.yields
-	if _, err := l.RunNoWait(); err != nil {
-		t.Fatal(err)
-	}
-	if l.yields != first {
-		t.Fatalf("yielded again %v after the last yield: %d passes, want %d", time.Duration(l.now-l.lastYield), l.yields, first)
-	}
-	l.lastYield = l.now - int64(yieldEvery) // due before a sleep, not yet for a loop that never sleeps
-	if _, err := l.RunNoWait(); err != nil {
-		t.Fatal(err)
-	}
-	if l.yields != first {
-		t.Fatalf("a loop that does not sleep yielded after yieldEvery, before yieldBusy: %d passes, want %d", l.yields, first)
-	}
-	l.lastYield = l.now - int64(yieldBusy)
-	if _, err := l.RunNoWait(); err != nil {
-		t.Fatal(err)
-	}
-	if l.yields != first+1 {
-		t.Fatalf("no yield once yieldBusy had passed: %d passes, want %d", l.yields, first+1)
+	if l.yields != before {
+		t.Fatalf("RunNoWait yielded for time spent outside the loop: %d yields, want none", l.yields-before)
 	}
 }
 
-// A loop about to sleep yields first once yieldEvery has passed (sooner
-// than a loop that never sleeps), and then sleeps as it would have.
+// A loop about to sleep yields first once testYield has passed (sooner
+// than a loop that never sleeps), and then sleeps as it would have; with
+// an event already waiting it does not yield, but handles the event.
 func TestYieldBeforeSleep(t *testing.T) {
-	l, err := New()
+	l, err := New(WithSchedulerYield(testYield))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	fired := false
-	timer := l.NewTimer(func() { fired = true })
-	if err := timer.Start(time.Hour, 0); err != nil {
+	fired := 0
+	timer := l.NewTimer(func() { fired++ })
+	l.lastYield = l.now - int64(testYield)
+	before := l.yields
+	ran := false
+	if err := l.Post(func() { ran = true }); err != nil {
 		t.Fatal(err)
 	}
-	l.lastYield = l.now - int64(yieldEvery)
-	before := l.yields
-	// RunOnce would sleep for the hour; a Post makes the poll return at once,
-	// after the yield.
-	if err := l.Post(func() {}); err != nil {
+	if err := timer.Start(time.Hour, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := l.RunOnce(); err != nil {
 		t.Fatal(err)
 	}
-	if l.yields != before+1 {
-		t.Fatalf("no yield before a poll that may block: %d passes, want %d", l.yields, before+1)
+	if !ran || l.yields != before {
+		t.Fatalf("with a task waiting: ran %v, %d yields, want the task run and no yield", ran, l.yields-before)
 	}
-	if fired {
-		t.Fatal("the hour timer fired")
+	// Having found work, the loop tries again only after yieldRetry.
+	if l.yieldRetry <= l.now {
+		t.Fatalf("no retry pause after a yield was put off: retry at %d, now %d", l.yieldRetry, l.now)
+	}
+	l.yieldRetry = l.now // as if it had passed
+	// Nothing waiting now: RunOnce yields, then sleeps until the timer.
+	if err := timer.Start(time.Millisecond, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.RunOnce(); err != nil {
+		t.Fatal(err)
+	}
+	if l.yields != before+1 || fired != 1 {
+		t.Fatalf("a poll that sleeps: %d yields, timer fired %d times; want 1 and 1", l.yields-before, fired)
 	}
 }
 
 // A loop kept busy by a repeating timer yields on its own as time passes.
 func TestYieldWhileRunning(t *testing.T) {
-	l, err := New()
+	l, err := New(WithSchedulerYield(testYield))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +107,7 @@ func TestYieldWhileRunning(t *testing.T) {
 	start := time.Now()
 	var tick *Timer
 	tick = l.NewTimer(func() {
-		if time.Since(start) > 6*yieldEvery {
+		if time.Since(start) > 6*testYield {
 			tick.Stop()
 		}
 	})
@@ -96,38 +118,35 @@ func TestYieldWhileRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	if l.yields < 2 {
-		t.Fatalf("%d passes through the scheduler in %v of running, want at least 2 (one per %v)", l.yields, time.Since(start), yieldEvery)
+		t.Fatalf("%d passes through the scheduler in %v of running, want at least 2 (one per %v)", l.yields, time.Since(start), testYield)
 	}
 }
 
 // With more loops running than Ps, a loop yields before every sleep, so a
-// loop waiting for the P it holds gets it; otherwise only when yieldEvery
+// loop waiting for the P it holds gets it; otherwise only when testYield
 // has passed.
 func TestYieldEverySleepWhenOversubscribed(t *testing.T) {
-	l, err := New()
+	l, err := New(WithSchedulerYield(testYield))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	keep := l.NewTimer(func() {})
-	if err := keep.Start(time.Hour, 0); err != nil {
-		t.Fatal(err)
-	}
+	wake := l.NewTimer(func() {})
 	sleepOnce := func() {
 		t.Helper()
-		// RunOnce would sleep for the hour; a Post ends the poll at once.
-		if err := l.Post(func() {}); err != nil {
+		// Nothing to do but a timer 1 ms away: RunOnce sleeps for it.
+		if err := wake.Start(time.Millisecond, 0); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := l.RunOnce(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	sleepOnce()
+	l.lastYield = l.now + int64(time.Hour) // no yield falls due meanwhile
 	before := l.yields
 	sleepOnce()
 	if l.yields != before {
-		t.Fatalf("one loop on %d Ps yielded before a sleep %v after its last yield", l.procs, time.Duration(l.now-l.lastYield))
+		t.Fatalf("one loop on %d Ps yielded before a sleep with no yield due", l.procs)
 	}
 	procs := l.procs
 	others := procs // as if procs other loops were running too
@@ -137,5 +156,33 @@ func TestYieldEverySleepWhenOversubscribed(t *testing.T) {
 	sleepOnce()
 	if l.yields != before+2 {
 		t.Fatalf("%d loops on %d Ps: %d yields in two sleeps, want 2", procs+1, procs, l.yields-before)
+	}
+}
+
+// Without WithSchedulerYield a loop never yields; a negative period is
+// EINVAL.
+func TestYieldOff(t *testing.T) {
+	if _, err := New(WithSchedulerYield(-time.Millisecond)); !errors.Is(err, unix.EINVAL) {
+		t.Fatalf("WithSchedulerYield(-1ms): %v, want EINVAL", err)
+	}
+	l, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	start := time.Now()
+	idle := l.NewIdle(func() {
+		if time.Since(start) > 4*testYieldBusy {
+			l.Stop()
+		}
+	})
+	if err := idle.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if l.yields != 0 {
+		t.Fatalf("a loop without WithSchedulerYield yielded %d times", l.yields)
 	}
 }
