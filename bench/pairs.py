@@ -36,6 +36,11 @@ for k in ("Perf", "Ring"):
     for s in ("64", "256"):
         for peer in ("libbpf", "bare"):
             pair(f"Benchmark{k}Drain/impl={peer}/record={s}-2", f"Benchmark{k}Drain/impl=eventpipe/record={s}-2", "ns/record")
+# The ring buffer drained through a RingBatch (the handler called from the
+# caller's own loop), against the same peers.
+for s in ("64", "256"):
+    for peer in ("libbpf", "bare", "cilium"):
+        pair(f"BenchmarkRingDrain/impl={peer}/record={s}-2", f"BenchmarkRingDrain/impl=eventpipe-batch/record={s}-2", "ns/record")
 W = "BenchmarkRingWakeupLatency/reader="
 for load in ("idle", "busy"):
     for u in ("p50-ns", "p99-ns"):
