@@ -24,17 +24,7 @@ func TestYieldWhenBusy(t *testing.T) {
 	}
 	defer l.Close()
 	start := time.Now()
-	idle := l.NewIdle(func() {
-		if time.Since(start) > 4*testYieldBusy {
-			l.Stop()
-		}
-	})
-	if err := idle.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Run(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	idle := runBusy(t, l, 4*testYieldBusy)
 	if l.yields < 2 {
 		t.Fatalf("%d yields in %v of an idle hook's running, want at least 2 (one per %v)", l.yields, time.Since(start), testYieldBusy)
 	}
@@ -170,9 +160,19 @@ func TestYieldOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	runBusy(t, l, 4*testYieldBusy)
+	if l.yields != 0 {
+		t.Fatalf("a loop without WithSchedulerYield yielded %d times", l.yields)
+	}
+}
+
+// runBusy runs l with an idle hook (so it never sleeps) for about d, and
+// returns the hook, stopped with the loop but not closed.
+func runBusy(t *testing.T, l *Loop, d time.Duration) *Hook {
+	t.Helper()
 	start := time.Now()
 	idle := l.NewIdle(func() {
-		if time.Since(start) > 4*testYieldBusy {
+		if time.Since(start) > d {
 			l.Stop()
 		}
 	})
@@ -182,7 +182,5 @@ func TestYieldOff(t *testing.T) {
 	if err := l.Run(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if l.yields != 0 {
-		t.Fatalf("a loop without WithSchedulerYield yielded %d times", l.yields)
-	}
+	return idle
 }
