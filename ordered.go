@@ -3,28 +3,61 @@ package eventpipe
 import (
 	"math"
 	"time"
+
+	"github.com/eventpipe/eventpipe/ringbuf"
 )
 
+// mergeWindow is how many samples the merge peeks from a ring at a time:
+// enough that the reader's call per window is small beside the records'
+// own cost, few enough that the windows of a many-CPU pipe stay small
+// (40 bytes a sample, per ring).
+const mergeWindow = 32
+
+// mergeRing is one perf ring as the merge sees it: a window of its next
+// samples, peeked in place (ringbuf's PeekRun: the records stay in the
+// ring, which the kernel does not overwrite until the tail moves past
+// them, so nothing is copied), and how many of them went out.
+type mergeRing struct {
+	src    *perfSource
+	ring   int
+	win    []ringbuf.PerfSample // len is what the latest PeekRun found
+	next   int                  // the first sample of win not delivered
+	queued bool                 // on the merge's heap: its window holds a sample
+}
+
+// mergeHead is a heap entry: a ring and the time of its window's next
+// sample, kept beside the pointer so that the heap's comparisons read
+// nothing else.
+type mergeHead struct {
+	t uint64
+	r *mergeRing
+}
+
+// addHeads gives the merge a window for each of s's rings.
+func (p *Pipe) addHeads(s *perfSource) {
+	for i := range s.rings.Rings() {
+		p.heads = append(p.heads, &mergeRing{src: s, ring: i, win: make([]ringbuf.PerfSample, 0, mergeWindow)})
+	}
+}
+
 // merge delivers the records of every perf ring (of every perf source and
-// simulated source) in timestamp order: a k-way merge over the rings' head
-// records.
+// simulated source) in timestamp order: a k-way merge over the rings'
+// windows, with a binary heap of the rings by the time of their next
+// sample.
 //
-// Each ring's head is peeked and held in place (ringbuf's Peek: the record
-// stays in the ring, which the kernel does not overwrite until the tail
-// moves past it, so nothing is copied; a record wrapping the ring's end
-// sits in that ring's preallocated scratch buffer). The oldest head goes
-// out when every ring holds a head (every other CPU has passed its time),
-// or when it is ReorderWindow old; otherwise the kick timer is armed for
-// the moment it will be. A ring is only ever advanced past its own head,
-// so records of one CPU keep their order whatever their times; a record
-// older than the latest delivered one is late: delivered at once (it is
-// the oldest head), counted, never dropped.
+// The oldest next sample goes out when every ring has one (every other
+// CPU has passed its time), or when it is ReorderWindow old; otherwise
+// the kick timer is armed for the moment it will be. A ring's samples go
+// out in the ring's order, so records of one CPU keep their order
+// whatever their times; a record older than the latest delivered one is
+// late: delivered at once (it is the oldest next sample), counted, never
+// dropped.
 //
-// Choosing the oldest head looks at every ring; after that, the chosen
-// ring's records go out for as long as they are no later than every other
-// ring's head (and, while a ring holds no head, old enough), in one
-// ConsumeUntil call that runs the ring's own loop: a burst on one CPU costs
-// one scan and one call, not one of each per record.
+// The ring on top of the heap delivers for as long as its samples are no
+// later than the next ring's (and, while a ring has none, old enough), in
+// a loop over its window that calls nothing but the handler: records that
+// alternate between CPUs cost a heap step each, a burst on one CPU a
+// comparison each, and the reader is called once per window.
 func (p *Pipe) merge() {
 	if p.merging {
 		return // a handler's call that led back here; the outer run goes on
@@ -38,8 +71,7 @@ func (p *Pipe) merge() {
 
 // mergeRun is merge's body, between the claims and their end.
 func (p *Pipe) mergeRun() {
-	// One claim of each reader for the whole run, not one per Peek and
-	// Advance.
+	// One claim of each reader for the whole run, not one per window.
 	for _, s := range p.perf {
 		if err := s.rings.Begin(); err != nil {
 			p.fail(err)
@@ -48,50 +80,152 @@ func (p *Pipe) mergeRun() {
 		s.inMerge = true
 		p.inMerge = append(p.inMerge, s)
 	}
-	now := uint64(0)
-	for !p.closed {
-		bi, second, all := p.scanHeads()
-		if p.closed || bi < 0 {
-			return
+	// Rings that joined (attached from a handler) after the claims wait
+	// for the next merge; the others are on the heap or counted empty.
+	heads := p.heads
+	empty := 0
+	for _, r := range heads {
+		if !r.src.inMerge {
+			continue
 		}
-		best := &p.heads[bi]
-		until := second
-		if !all {
-			// A ring holds no head: records go out only once they are
-			// ReorderWindow old, the oldest first. ripe is the latest
-			// time that is; until never falls below the head's time, so
-			// the run delivers at least the head.
-			t := best.s.Time
-			if t > p.ripe(now) {
+		if !p.fill(r) {
+			if p.closed {
+				return
+			}
+			empty++
+		}
+	}
+	now := uint64(0)
+	for len(p.order) > 0 {
+		until := uint64(math.MaxUint64)
+		if empty > 0 {
+			// A ring had no sample when last looked at: look again (the
+			// kernel may have written since), as what it finds may be
+			// older than every head on the heap.
+			if empty = p.fillEmpty(heads, empty); p.closed {
+				return
+			}
+		}
+		top := &p.order[0]
+		if len(p.order) > 1 {
+			until = p.order[1].t
+			if len(p.order) > 2 {
+				until = min(until, p.order[2].t)
+			}
+		}
+		if empty > 0 {
+			// Records go out only once they are ReorderWindow old, the
+			// oldest first. ripe is the latest time that is; until never
+			// falls below the head's time, so the run delivers at least
+			// the head.
+			if top.t > p.ripe(now) {
 				now = p.clock.now()
 			}
 			ripe := p.ripe(now)
-			if t > ripe {
-				_ = p.kick.Start(time.Duration(min(t-ripe, math.MaxInt64)), 0)
+			if top.t > ripe {
+				_ = p.kick.Start(time.Duration(min(top.t-ripe, math.MaxInt64)), 0)
 				return
 			}
 			until = min(until, ripe)
 		}
-		// The run starts with the held head; the ring holds the first
-		// record past until as its new head, or runs dry.
-		from, ring, dst := best.src, best.ring, &best.s
-		best.ok = false
-		p.readerCalls++
-		_, ok, err := from.rings.ConsumeUntil(ring, until, p.mergeHandler, dst)
+		r := top.r
+		p.deliverRun(r, until)
 		if p.closed {
 			return
 		}
-		if err != nil {
-			p.fail(err)
+		if r.next < len(r.win) || p.fill(r) {
+			p.order[0].t = r.win[r.next].Time
+			p.heapDown(0)
+			continue
 		}
-		if ok {
-			h := &p.heads[bi]
-			if &h.s != dst {
-				h.s = *dst // a handler attached a source, which moved p.heads
-			}
-			h.ok = true
+		if p.closed {
+			return
+		}
+		p.heapPop()
+		empty++
+	}
+}
+
+// deliverRun delivers r's window from its next sample on, for as long as
+// the samples' times are at most until (the first always goes: it is the
+// oldest). Each sample counts as gone before its handler runs, so that a
+// handler that panics does not get it again (endMerge consumes it). The
+// category lookup is inlined, as in consumeRing.
+func (p *Pipe) deliverRun(r *mergeRing, until uint64) {
+	win, first := r.win, r.next
+	for i := first; i < len(win); i++ {
+		s := &win[i]
+		at := s.Time
+		if at > until && i > first {
+			return
+		}
+		r.next = i + 1
+		if at < p.lastTime {
+			p.lateRouted++
+		} else {
+			p.lastTime = at
+		}
+		fn, cat, payload, ok := p.lookup(s.Data)
+		if !ok {
+			p.misroute(s.CPU, s.Data)
+		} else if fn != nil {
+			fn(Event{Category: cat, CPU: s.CPU, Time: at, Payload: payload})
+		}
+		if p.closed {
+			return
 		}
 	}
+}
+
+// fill consumes what r's window delivered and peeks the next window; it
+// reports whether the window holds a sample, and puts r on the heap when
+// it does and is not there yet.
+func (p *Pipe) fill(r *mergeRing) bool {
+	p.consumeWindow(r)
+	p.readerCalls++
+	n, err := r.src.rings.PeekRun(r.ring, p.lostFn, r.win[:cap(r.win)])
+	if p.closed {
+		return false
+	}
+	if err != nil {
+		p.fail(err)
+	}
+	r.win, r.next = r.win[:n], 0
+	if n == 0 {
+		return false
+	}
+	if !r.queued {
+		p.heapPush(r)
+	}
+	return true
+}
+
+// fillEmpty peeks every claimed ring that is not on the heap and returns
+// how many are still empty.
+func (p *Pipe) fillEmpty(heads []*mergeRing, empty int) int {
+	for _, r := range heads {
+		if r.queued || !r.src.inMerge {
+			continue
+		}
+		if p.fill(r) {
+			empty--
+		} else if p.closed {
+			return empty
+		}
+	}
+	return empty
+}
+
+// consumeWindow consumes the samples of r's window that went out.
+func (p *Pipe) consumeWindow(r *mergeRing) {
+	if r.next == 0 {
+		return
+	}
+	p.readerCalls++
+	if _, err := r.src.rings.AdvanceRun(r.ring, r.next); err != nil && !p.closed {
+		p.fail(err)
+	}
+	r.win, r.next = r.win[:0], 0
 }
 
 // ripe is the latest record time that is ReorderWindow old at now.
@@ -102,69 +236,24 @@ func (p *Pipe) ripe(now uint64) uint64 {
 	return now - p.window
 }
 
-// mergeSample is the merge runs' Handler.SampleAt: a record that goes out
-// after a later one is late, counted, delivered all the same.
-func (p *Pipe) mergeSample(cpu int, at uint64, rec []byte) {
-	// Small enough to be inlined into the method value's wrapper, which
-	// the run calls: one call per record less.
-	if at < p.lastTime {
-		p.lateRouted++
-	} else {
-		p.lastTime = at
-	}
-	p.route(cpu, at, rec)
-}
-
-// scanHeads peeks every ring of a claimed source that has no head held,
-// and returns the index in p.heads of the oldest head (-1 if none), the
-// oldest time among the other rings' heads (MaxUint64 if none), and
-// whether every ring holds a head.
-func (p *Pipe) scanHeads() (bi int, second uint64, all bool) {
-	bi, second, all = -1, math.MaxUint64, true
-	bt := uint64(math.MaxUint64)
-	for i := range p.heads {
-		h := &p.heads[i]
-		if !h.src.inMerge {
-			continue // attached during this merge, or not claimed
-		}
-		if !h.ok {
-			p.readerCalls++
-			ps, ok, err := h.src.rings.Peek(h.ring, p.lostFn)
-			if p.closed {
-				return -1, 0, false
-			}
-			if err != nil {
-				p.fail(err)
-			}
-			h = &p.heads[i] // Peek's lost handler may have attached a source
-			if !ok {
-				all = false
-				continue
-			}
-			h.s, h.ok = ps, true
-		}
-		switch t := h.s.Time; {
-		case bi < 0:
-			bi, bt = i, t
-		case t < bt:
-			second = bt
-			bi, bt = i, t
-		case t < second:
-			second = t
-		}
-	}
-	return bi, second, all
-}
-
-// endMerge ends the readers' claims, also when a handler panicked (the
-// record it was given counts as delivered: ConsumeUntil consumed it before
-// the call, so it does not come back to panic again); a reader closed
-// meanwhile is released here.
+// endMerge consumes what the windows delivered, also when a handler
+// panicked (the record it was given counts as delivered, so it does not
+// come back to panic again), and ends the readers' claims; a reader
+// closed meanwhile is released here. The windows' other samples stay in
+// their rings for the next merge to peek again.
 func (p *Pipe) endMerge(panicked bool) {
 	p.flushRouted()
 	if panicked && !p.closed {
 		p.wake() // the records after it wait for no wakeup: come back for them
 	}
+	for _, r := range p.heads {
+		if r.src.inMerge && !p.closed {
+			p.consumeWindow(r)
+		}
+		r.win, r.next, r.queued = r.win[:0], 0, false
+	}
+	clear(p.order)
+	p.order = p.order[:0]
 	for i, s := range p.inMerge {
 		s.inMerge = false
 		if err := s.rings.End(); err != nil && !p.closed {
@@ -174,4 +263,52 @@ func (p *Pipe) endMerge(panicked bool) {
 	}
 	p.inMerge = p.inMerge[:0]
 	p.merging = false
+}
+
+// The heap of rings by their next sample's time (p.order), smallest on
+// top: a hand-written binary heap, as container/heap's interface calls
+// would cost more than the comparisons.
+
+func (p *Pipe) heapPush(r *mergeRing) {
+	r.queued = true
+	p.order = append(p.order, mergeHead{t: r.win[r.next].Time, r: r})
+	h := p.order
+	for i := len(h) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if h[parent].t <= h[i].t {
+			break
+		}
+		h[parent], h[i] = h[i], h[parent]
+		i = parent
+	}
+}
+
+func (p *Pipe) heapPop() {
+	h := p.order
+	h[0].r.queued = false
+	last := len(h) - 1
+	h[0] = h[last]
+	h[last] = mergeHead{}
+	p.order = h[:last]
+	if last > 0 {
+		p.heapDown(0)
+	}
+}
+
+func (p *Pipe) heapDown(i int) {
+	h := p.order
+	for {
+		c := 2*i + 1
+		if c >= len(h) {
+			return
+		}
+		if c+1 < len(h) && h[c+1].t < h[c].t {
+			c++
+		}
+		if h[i].t <= h[c].t {
+			return
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
 }

@@ -18,9 +18,8 @@ import (
 // drains both with the same calls.
 type perfRings interface {
 	Consume(h ringbuf.Handler) (int, error)
-	Peek(i int, lost func(cpu int, count uint64)) (ringbuf.PerfSample, bool, error)
-	Advance(i int) (bool, error)
-	ConsumeUntil(i int, until uint64, h ringbuf.Handler, head *ringbuf.PerfSample) (int, bool, error)
+	PeekRun(i int, lost func(cpu int, count uint64), dst []ringbuf.PerfSample) (int, error)
+	AdvanceRun(i, n int) (bool, error)
 	Begin() error
 	End() error
 	Pending() bool
@@ -35,23 +34,6 @@ type perfSource struct {
 	w       *loop.Watcher       // nil for a sim
 	mapFD   int                 // the map the pipe created, -1 for the caller's
 	inMerge bool                // Ordered: claimed (Begin) by the merge running
-}
-
-// heldRecord is the head of one ring as the merge saw it: valid (in the
-// ring, not copied) until the ring is advanced. The merge keeps one per
-// ring of every perf source in one slice, scanned in one loop.
-type heldRecord struct {
-	s    ringbuf.PerfSample
-	ok   bool
-	src  *perfSource
-	ring int
-}
-
-// addHeads gives the merge a held record for each of s's rings.
-func (p *Pipe) addHeads(s *perfSource) {
-	for i := range s.rings.Rings() {
-		p.heads = append(p.heads, heldRecord{src: s, ring: i})
-	}
 }
 
 func (s *perfSource) close() error {

@@ -490,6 +490,13 @@ type perfRing struct {
 	peekTail, peekNext uint64
 	cur, seen, pub     uint64
 	held               PerfSample
+
+	// PeekRun's window (peekrun.go): the position after each of its
+	// samples, how many of them AdvanceRun consumed, and the cursor that
+	// leaves; a cursor anywhere else means another call read the ring.
+	runEnds []uint64
+	runDone int
+	runAt   uint64
 }
 
 // newPerfRing checks the geometry of a ring whose metadata page is meta and
