@@ -128,10 +128,37 @@ func (p *Pipe) mergeRun() {
 			}
 			until = min(until, ripe)
 		}
+		// The run: r's samples for as long as they are no later than
+		// until, the first always (it is the oldest). Each counts as gone
+		// before its handler runs, so that a handler that panics does not
+		// get it again (endMerge consumes it). Written out here rather
+		// than in a function of its own: records that alternate between
+		// CPUs make runs of one, and a call per run shows. The category
+		// lookup is inlined, as in consumeRing.
 		r := top.r
-		p.deliverRun(r, until)
-		if p.closed {
-			return
+		win, i := r.win, r.next
+		for {
+			s := &win[i]
+			i++
+			r.next = i
+			at := s.Time
+			if at < p.lastTime {
+				p.lateRouted++
+			} else {
+				p.lastTime = at
+			}
+			fn, cat, payload, ok := p.lookup(s.Data)
+			if !ok {
+				p.misroute(s.CPU, s.Data)
+			} else if fn != nil {
+				fn(Event{Category: cat, CPU: s.CPU, Time: at, Payload: payload})
+			}
+			if p.closed {
+				return
+			}
+			if i == len(win) || win[i].Time > until {
+				break
+			}
 		}
 		if r.next < len(r.win) || p.fill(r) {
 			p.order[0].t = r.win[r.next].Time
@@ -143,37 +170,6 @@ func (p *Pipe) mergeRun() {
 		}
 		p.heapPop()
 		empty++
-	}
-}
-
-// deliverRun delivers r's window from its next sample on, for as long as
-// the samples' times are at most until (the first always goes: it is the
-// oldest). Each sample counts as gone before its handler runs, so that a
-// handler that panics does not get it again (endMerge consumes it). The
-// category lookup is inlined, as in consumeRing.
-func (p *Pipe) deliverRun(r *mergeRing, until uint64) {
-	win, first := r.win, r.next
-	for i := first; i < len(win); i++ {
-		s := &win[i]
-		at := s.Time
-		if at > until && i > first {
-			return
-		}
-		r.next = i + 1
-		if at < p.lastTime {
-			p.lateRouted++
-		} else {
-			p.lastTime = at
-		}
-		fn, cat, payload, ok := p.lookup(s.Data)
-		if !ok {
-			p.misroute(s.CPU, s.Data)
-		} else if fn != nil {
-			fn(Event{Category: cat, CPU: s.CPU, Time: at, Payload: payload})
-		}
-		if p.closed {
-			return
-		}
 	}
 }
 

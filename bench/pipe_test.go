@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ import (
 // the emitting CPU's ring only. One op is one record.
 func BenchmarkPipeDrain(b *testing.B) {
 	const size = 64
-	for _, impl := range []string{"bare", "pipe", "pipe-ordered", "cilium-switch"} {
+	for _, impl := range []string{"bare", "bare-timed", "pipe", "pipe-timed", "pipe-ordered", "cilium-switch"} {
 		b.Run(fmt.Sprintf("source=perf/impl=%s", impl), func(b *testing.B) { benchPipePerf(b, impl, size) })
 	}
 	for _, impl := range []string{"bare", "pipe", "cilium-switch"} {
@@ -151,8 +152,14 @@ func benchPipePerf(b *testing.B, impl string, size int) {
 	m, rb := perfSetup(b, size)
 	r := &routed{}
 	opts := ringbuf.PerfOptions{PagesPerCPU: ringPages, CPUs: []int{emitCPU}}
+	timed := impl == "bare-timed" || impl == "pipe-timed" || impl == "pipe-ordered"
+	if timed {
+		// Timed samples carry 8 more bytes.
+		rb.capacity = (ringPages*os.Getpagesize() - 1) / (bpftest.PerfRecordLen(size) + 8)
+		opts.Timestamps = true
+	}
 	switch impl {
-	case "bare":
+	case "bare", "bare-timed":
 		pr, err := ringbuf.NewPerfReader(m.FD(), opts)
 		if err != nil {
 			b.Fatal(err)
@@ -173,11 +180,7 @@ func benchPipePerf(b *testing.B, impl string, size int) {
 				got += n
 			}
 		})
-	case "pipe", "pipe-ordered":
-		if impl == "pipe-ordered" {
-			// Timed samples carry 8 more bytes.
-			rb.capacity = (ringPages*os.Getpagesize() - 1) / (bpftest.PerfRecordLen(size) + 8)
-		}
+	case "pipe", "pipe-timed", "pipe-ordered":
 		l, p := pipeFor(b, eventpipe.Options{Ordered: impl == "pipe-ordered"}, r)
 		if err := p.AttachPerf(m.FD(), opts); err != nil {
 			b.Fatal(err)
@@ -357,4 +360,130 @@ func benchMaxLatency(b *testing.B, high bool) {
 	poke.Close(nil)
 	closePipe(b, l, p)
 	reportLatency(b, samples)
+}
+
+// BenchmarkPipeDrainAcrossCPUs is BenchmarkPipeDrain's perf rows with the
+// records on two CPUs, strictly alternating (the kernel writes record i on
+// CPU i%2, the filling thread moved between them): the shape where the
+// ordered merge cannot deliver a run of one ring and steps between the
+// rings at every record. The bare reader drains one ring after the other
+// (per-CPU order only, which is what its handler checks), the ordered
+// pipe merges them (global order, checked). The pipe's ReorderWindow is
+// 1 µs: at the end of each fill one ring runs dry before the other, and
+// its last records would wait the window (by design: the dry CPU could
+// still be writing an older one), which would measure the window, not
+// the merge; every record is older than 1 µs by the time the drain runs.
+// One op is one record.
+func BenchmarkPipeDrainAcrossCPUs(b *testing.B) {
+	const size = 64
+	if runtime.NumCPU() < 2 {
+		b.Skip("needs two CPUs")
+	}
+	for _, impl := range []string{"bare-timed", "pipe-ordered"} {
+		b.Run(fmt.Sprintf("source=perf/impl=%s", impl), func(b *testing.B) { benchPipeAcross(b, impl, size) })
+	}
+}
+
+// perCPU checks that each CPU's records come in the order they were
+// written, and (ordered) that they all do.
+type perCPU struct {
+	last    [2]int64
+	lastAll int64
+	ordered bool
+	n, bad  int
+}
+
+func (c *perCPU) handle(cpu int, payload []byte) {
+	seq := int64(binary.LittleEndian.Uint32(payload)) // after the category
+	if cpu < 0 || cpu > 1 || seq <= c.last[cpu] || (c.ordered && seq <= c.lastAll) {
+		c.bad++
+	} else {
+		c.last[cpu], c.lastAll = seq, seq
+	}
+	c.n++
+}
+
+func benchPipeAcross(b *testing.B, impl string, size int) {
+	m, rb := perfSetup(b, size)
+	// Each ring gets half of a fill; timed samples carry 8 more bytes.
+	rb.capacity = 2 * ((ringPages*os.Getpagesize() - 1) / (bpftest.PerfRecordLen(size) + 8))
+	c := &perCPU{last: [2]int64{-1, -1}, lastAll: -1, ordered: impl == "pipe-ordered"}
+	opts := ringbuf.PerfOptions{PagesPerCPU: ringPages, CPUs: []int{0, 1}, Timestamps: true}
+	fill := func(k int) {
+		for i := range k {
+			var set unix.CPUSet
+			set.Set(i % 2)
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				b.Fatal(err)
+			}
+			seq := uint32(rb.emitted)
+			binary.LittleEndian.PutUint32(rb.payload, 0)
+			binary.LittleEndian.PutUint32(rb.payload[4:], seq)
+			if ok, err := rb.producer.TryEmit(rb.payload); err != nil || !ok {
+				b.Fatalf("emit %d: %v, %v", seq, ok, err)
+			}
+			rb.emitted++
+		}
+		var set unix.CPUSet
+		set.Set(emitCPU)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			b.Fatal(err)
+		}
+	}
+	run := func(drain func(k int)) {
+		b.StopTimer()
+		b.ResetTimer()
+		for done := 0; done < b.N; {
+			k := min(rb.capacity, b.N-done)
+			fill(k)
+			b.StartTimer()
+			drain(k)
+			b.StopTimer()
+			done += k
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/record")
+	}
+	switch impl {
+	case "bare-timed":
+		pr, err := ringbuf.NewPerfReader(m.FD(), opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer pr.Close()
+		d := ringbuf.NewDispatcher()
+		d.Register(c.handle)
+		h := ringbuf.Handler{Sample: d.Sample}
+		run(func(k int) {
+			for got := 0; got < k; {
+				n, err := pr.Consume(h)
+				if err != nil || n == 0 {
+					b.Fatalf("Consume: %d, %v", n, err)
+				}
+				got += n
+			}
+		})
+	case "pipe-ordered":
+		l, err := loop.New()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { l.Close() })
+		p, err := eventpipe.New(l, eventpipe.Options{Ordered: true, ReorderWindow: time.Microsecond})
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.Register(func(ev eventpipe.Event) { c.handle(ev.CPU, ev.Payload) })
+		if err := p.AttachPerf(m.FD(), opts); err != nil {
+			b.Fatal(err)
+		}
+		want := uint64(0)
+		run(func(k int) {
+			want += uint64(k)
+			drainPipe(b, l, p, want)
+		})
+		closePipe(b, l, p)
+	}
+	if c.bad != 0 || c.n != b.N {
+		b.Fatalf("delivered %d records, want %d; %d out of order", c.n, b.N, c.bad)
+	}
 }
