@@ -59,6 +59,15 @@
 // after a later one was delivered, are delivered and counted in
 // Stats.Late, never dropped.
 //
+// The merge reads each ring a window of records at a time, in place (no
+// copy), and keeps the rings on a heap by the time of their next record:
+// a burst from one CPU goes out with one comparison per record, records
+// that alternate between CPUs with a heap step each. The hold's cost is
+// the window itself: when the last records of a burst sit in one ring
+// while the other rings are empty, they wait ReorderWindow, as the empty
+// CPUs might still be writing older ones. A pipe that needs records sooner
+// than that trades order for latency with a shorter window.
+//
 // # Losses
 //
 // A perf ring that is full drops records and says so: the pipe passes the

@@ -3,11 +3,14 @@ package ringbuf
 import (
 	"errors"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
 	"github.com/eventpipe/eventpipe/internal/bpftest"
@@ -139,10 +142,12 @@ func TestErrorText(t *testing.T) {
 		{"perf: consume after close", os.ErrClosed, "ringbuf: consume: file already closed", closedPerf(func(r *PerfReader) error { _, err := r.Consume(Handler{}); return err })},
 		{"perf: poll after close", os.ErrClosed, "ringbuf: poll: file already closed", closedPerf(func(r *PerfReader) error { _, err := r.Poll(0, Handler{}); return err })},
 		{"perf: close twice", os.ErrClosed, "ringbuf: close: file already closed", closedPerf(func(r *PerfReader) error { return r.Close() })},
-		{"ring: poll inside consume", unix.EBUSY, "ringbuf: poll: another Consume or Poll is running on this reader: device or resource busy",
+		{"ring: poll inside consume", unix.EBUSY, "ringbuf: poll: another call is reading this reader: device or resource busy",
 			inCallback(func(r *RingReader) error { _, err := r.Poll(0, nil); return err }, false)},
-		{"ring: consume inside consume", unix.EBUSY, "ringbuf: consume: another Consume or Poll is running on this reader: device or resource busy",
+		{"ring: consume inside consume", unix.EBUSY, "ringbuf: consume: another call is reading this reader: device or resource busy",
 			inCallback(func(r *RingReader) error { _, err := r.Consume(nil); return err }, false)},
+		{"ring: begin inside consume", unix.EBUSY, "ringbuf: begin: another call is reading this reader: device or resource busy",
+			inCallback(func(r *RingReader) error { _, err := r.Begin(); return err }, false)},
 		{"ring: closed during consume", os.ErrClosed, "ringbuf: consume: reader closed during the call: file already closed",
 			inCallback(func(r *RingReader) error { return r.Close() }, true)},
 	}
@@ -205,4 +210,32 @@ func TestErrorTextWithoutKernel(t *testing.T) {
 			return NewDispatcher().Dispatch(0, []byte{1, 0, 0, 0})
 		}},
 	})
+}
+
+// Every call that claims a reader has busy and closed-meanwhile errors of
+// its own, naming it: the names given to enter in the package's sources
+// are each found in errorsOf.
+func TestErrorsOfEveryCall(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	require.NoError(t, err)
+	calls := map[string]bool{}
+	enter := regexp.MustCompile(`\.enter\("([^"]+)"\)`)
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, m := range enter.FindAllSubmatch(src, -1) {
+			calls[string(m[1])] = true
+		}
+	}
+	require.Greater(t, len(calls), 5, "the sources' enter calls were not found")
+	for call := range calls {
+		e := errorsOf(call)
+		require.True(t, strings.HasPrefix(e.busy.Error(), "ringbuf: "+call+": "), "%q: %v", call, e.busy)
+		require.True(t, strings.HasPrefix(e.closed.Error(), "ringbuf: "+call+": "), "%q: %v", call, e.closed)
+		require.ErrorIs(t, e.busy, unix.EBUSY)
+		require.ErrorIs(t, e.closed, os.ErrClosed)
+	}
 }

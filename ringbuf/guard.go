@@ -20,22 +20,49 @@ type opErrors struct{ busy, closed error }
 
 func newOpErrors(op string) opErrors {
 	return opErrors{
-		busy:   fmt.Errorf("ringbuf: %s: another Consume or Poll is running on this reader: %w", op, unix.EBUSY),
+		busy:   fmt.Errorf("ringbuf: %s: another call is reading this reader: %w", op, unix.EBUSY),
 		closed: fmt.Errorf("ringbuf: %s: reader closed during the call: %w", op, os.ErrClosed),
 	}
 }
 
+// The errors of each call that claims a reader, made once: a claim on the
+// hot path allocates nothing, and each error names its own call.
 var (
-	consumeErrors = newOpErrors("consume")
-	pollErrors    = newOpErrors("poll")
+	consumeErrors      = newOpErrors("consume")
+	pollErrors         = newOpErrors("poll")
+	beginErrors        = newOpErrors("begin")
+	peekErrors         = newOpErrors("peek")
+	advanceErrors      = newOpErrors("advance")
+	consumeUntilErrors = newOpErrors("consume until")
+	peekRunErrors      = newOpErrors("peek run")
+	advanceRunErrors   = newOpErrors("advance run")
+	clearWakeupErrors  = newOpErrors("clear wakeup")
 )
 
 func errorsOf(op string) *opErrors {
-	if op == "poll" {
+	switch op {
+	case "poll":
 		return &pollErrors
+	case "begin":
+		return &beginErrors
+	case "peek":
+		return &peekErrors
+	case "advance":
+		return &advanceErrors
+	case "consume until":
+		return &consumeUntilErrors
+	case "peek run":
+		return &peekRunErrors
+	case "advance run":
+		return &advanceRunErrors
+	case "clear wakeup":
+		return &clearWakeupErrors
 	}
 	return &consumeErrors
 }
+
+// TestErrorsOfEveryCall (errors_test.go) checks that every name given to
+// enter has its own errors here.
 
 const (
 	guardClosed = 1 << iota
