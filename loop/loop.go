@@ -453,14 +453,16 @@ func (l *Loop) poll(timeout time.Duration) error {
 		l.dispatch()
 		return nil
 	}
-	if timeout != 0 && l.yieldEvery != 0 && l.now >= l.yieldRetry && (l.yieldDue() || l.oversubscribed()) {
+	if timeout != 0 && l.yieldEvery != 0 && (l.oversubscribed() || (l.now >= l.yieldRetry && l.yieldDue())) {
 		// Yield before sleeping (see yield.go), and only when there is
 		// nothing to do now: on a locked loop a yield is a thread
 		// hand-off, which must not delay events already waiting.
 		n, err := l.poller.Wait(l.events, 0)
 		if n != 0 || err != nil {
 			// Busy: try again in a while, not at every iteration, which
-			// would change how often producers must wake the loop.
+			// would change how often producers must wake the loop. An
+			// oversubscribed loop tries before every sleep all the same:
+			// the other loops wait for its P while it sleeps.
 			l.UpdateTime()
 			l.yieldRetry = l.now + int64(yieldRetry)
 			return l.dispatchBatch(n, err)

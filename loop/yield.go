@@ -48,7 +48,9 @@ const (
 	// yield and sleep waits before it tries again: trying at every
 	// iteration made a loop that drains posts as fast as they come go
 	// through more, shorter iterations, and its producers write its
-	// eventfd three times as often (BenchmarkPost).
+	// eventfd three times as often (BenchmarkPost). An oversubscribed
+	// loop does not wait: a pause there let a loop sleep on the P
+	// another loop's events were waiting for, for up to the next yield.
 	yieldRetry = time.Millisecond
 )
 

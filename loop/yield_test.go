@@ -112,9 +112,9 @@ func TestYieldWhileRunning(t *testing.T) {
 	}
 }
 
-// With more loops running than Ps, a loop yields before every sleep, so a
-// loop waiting for the P it holds gets it; otherwise only when testYield
-// has passed.
+// With more loops running than Ps, a loop yields before every sleep, also
+// right after a poll found work, so a loop waiting for the P it holds gets
+// it; otherwise only when testYield has passed.
 func TestYieldEverySleepWhenOversubscribed(t *testing.T) {
 	l, err := New(WithSchedulerYield(testYield))
 	if err != nil {
@@ -146,6 +146,13 @@ func TestYieldEverySleepWhenOversubscribed(t *testing.T) {
 	sleepOnce()
 	if l.yields != before+2 {
 		t.Fatalf("%d loops on %d Ps: %d yields in two sleeps, want 2", procs+1, procs, l.yields-before)
+	}
+	// The pause after a poll that found work (yieldRetry) does not apply:
+	// the other loops would wait for this one's P through it.
+	l.yieldRetry = l.now + int64(time.Hour)
+	sleepOnce()
+	if l.yields != before+3 {
+		t.Fatalf("%d loops on %d Ps, in a retry pause: %d yields in three sleeps, want 3", procs+1, procs, l.yields-before)
 	}
 }
 
