@@ -196,6 +196,9 @@ var errRunTooLong = fmt.Errorf("ringbuf: advance run: past the window: %w", unix
 // advanceRun moves the cursor past the first n samples of the window and
 // returns how many it consumed.
 func (r *perfRing) advanceRun(n int) (int, error) {
+	if len(r.runEnds) == 0 {
+		return 0, nil // no window: nothing to be past
+	}
 	if n > len(r.runEnds) {
 		return 0, errRunTooLong
 	}
