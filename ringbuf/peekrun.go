@@ -202,7 +202,9 @@ func (r *perfRing) advanceRun(n int) (int, error) {
 	if n > len(r.runEnds) {
 		return 0, errRunTooLong
 	}
-	if n <= r.runDone || r.cur != r.runAt {
+	// A head held since (by Peek, Next or ConsumeUntil) leaves the cursor
+	// where it was, but its Advance would move the cursor back to it.
+	if n <= r.runDone || r.cur != r.runAt || r.peeked {
 		return 0, nil
 	}
 	k := n - r.runDone
