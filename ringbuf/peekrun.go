@@ -108,11 +108,7 @@ func peekRunRing(rings []*perfRing, i int, lost func(int, uint64), c *perfCounte
 		ring.sync()
 		defer ring.publish() // the records before the window that were consumed
 	}
-	n, err := ring.peekRun(lost, c, g, dst)
-	if err != nil {
-		err = fmt.Errorf("ringbuf: CPU %d: %w", ring.cpu, err)
-	}
-	return n, err
+	return ring.peekRun(lost, c, g, dst) // its errors name the CPU already
 }
 
 func (ps *peekSession) advanceRun(rings []*perfRing, i, n int, c *perfCounters) (bool, error) {
