@@ -178,6 +178,7 @@ func FuzzPerfRingRaw(f *testing.F) {
 				t.Fatalf("consume after resync: %v", err)
 			}
 		}
+		fuzzPeekRun(t, shift, tail, head, mem, false)
 	})
 }
 

@@ -108,11 +108,7 @@ func peekRunRing(rings []*perfRing, i int, lost func(int, uint64), c *perfCounte
 		ring.sync()
 		defer ring.publish() // the records before the window that were consumed
 	}
-	n, err := ring.peekRun(lost, c, g, dst)
-	if err != nil {
-		err = fmt.Errorf("ringbuf: CPU %d: %w", ring.cpu, err)
-	}
-	return n, err
+	return ring.peekRun(lost, c, g, dst) // its errors name the CPU already
 }
 
 func (ps *peekSession) advanceRun(rings []*perfRing, i, n int, c *perfCounters) (bool, error) {
@@ -196,10 +192,15 @@ var errRunTooLong = fmt.Errorf("ringbuf: advance run: past the window: %w", unix
 // advanceRun moves the cursor past the first n samples of the window and
 // returns how many it consumed.
 func (r *perfRing) advanceRun(n int) (int, error) {
+	if len(r.runEnds) == 0 {
+		return 0, nil // no window: nothing to be past
+	}
 	if n > len(r.runEnds) {
 		return 0, errRunTooLong
 	}
-	if n <= r.runDone || r.cur != r.runAt {
+	// A head held since (by Peek, Next or ConsumeUntil) leaves the cursor
+	// where it was, but its Advance would move the cursor back to it.
+	if n <= r.runDone || r.cur != r.runAt || r.peeked {
 		return 0, nil
 	}
 	k := n - r.runDone

@@ -11,7 +11,8 @@ import (
 // batch, the tail stored at its end), and once in ConsumeUntil's runs
 // (with a bound from the input, each held head then advanced past): none
 // may read outside the ring, each must end at the head, and every error
-// must wrap ErrCorrupt.
+// must wrap ErrCorrupt. PeekRun windows must then deliver from the same
+// bytes what Consume did (fuzzPeekRun).
 func FuzzPerfRingTimed(f *testing.F) {
 	// A timed sample of 4 raw bytes, a lost record, a sample too short for
 	// its time word.
@@ -91,5 +92,6 @@ func FuzzPerfRingTimed(f *testing.F) {
 				t.Fatalf("%s (err %v): tail %d, head %d", mode, err, s.tail(), head)
 			}
 		}
+		fuzzPeekRun(t, shift, tail, head, mem, true)
 	})
 }
