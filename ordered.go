@@ -160,6 +160,24 @@ func (p *Pipe) mergeRun() {
 				break
 			}
 		}
+		if r.next == len(win) {
+			// The run used up the window: it goes on in the ring's own
+			// loop (ConsumeUntil), which reads and delivers each record
+			// in one pass, where a window is read once to be compared
+			// and again to be delivered. A burst on one CPU costs that
+			// loop's price per record, as an unordered drain would; the
+			// run stops at the first record past until, which the next
+			// window starts with.
+			p.consumeWindow(r)
+			p.readerCalls++
+			_, _, err := r.src.rings.ConsumeUntil(r.ring, until, p.mergeHandler, nil)
+			if p.closed {
+				return
+			}
+			if err != nil {
+				p.fail(err)
+			}
+		}
 		if r.next < len(r.win) || p.fill(r) {
 			p.order[0].t = r.win[r.next].Time
 			p.heapDown(0)
@@ -222,6 +240,18 @@ func (p *Pipe) consumeWindow(r *mergeRing) {
 		p.fail(err)
 	}
 	r.win, r.next = r.win[:0], 0
+}
+
+// mergeSample is the Handler.SampleAt of the merge's runs in a ring's own
+// loop (ConsumeUntil): as the window's loop does, a record that goes out
+// after a later one is late, counted, delivered all the same.
+func (p *Pipe) mergeSample(cpu int, at uint64, rec []byte) {
+	if at < p.lastTime {
+		p.lateRouted++
+	} else {
+		p.lastTime = at
+	}
+	p.route(cpu, at, rec)
 }
 
 // ripe is the latest record time that is ReorderWindow old at now.

@@ -79,9 +79,10 @@ type Pipe struct {
 
 	// Callbacks given to the readers, made once so that a drain
 	// allocates nothing.
-	perfHandler ringbuf.Handler
-	lostFn      func(int, uint64)
-	partClosed  func()
+	perfHandler  ringbuf.Handler
+	mergeHandler ringbuf.Handler // the merge's runs in a ring's own loop (ConsumeUntil)
+	lostFn       func(int, uint64)
+	partClosed   func()
 
 	clock    monoClock
 	lastTime uint64 // Ordered: time of the latest record delivered in order
@@ -95,7 +96,7 @@ type Pipe struct {
 	drops dropCounter
 
 	delivered, lost, late, errs atomic.Uint64
-	readerCalls                 uint64 // Consume, PeekRun and AdvanceRun calls, for tests
+	readerCalls                 uint64 // Consume, PeekRun, AdvanceRun and ConsumeUntil calls, for tests
 	routed                      uint64 // delivered, not yet in delivered (flushRouted)
 	lateRouted                  uint64 // late, not yet in late (flushRouted)
 }
@@ -118,6 +119,7 @@ func New(l *loop.Loop, opts Options) (*Pipe, error) {
 	}
 	p := &Pipe{l: l, opts: opts, window: uint64(opts.ReorderWindow), clock: clock, drops: dropCounter{fd: -1}}
 	p.perfHandler = ringbuf.Handler{SampleAt: p.sample, Lost: p.lostRecord}
+	p.mergeHandler = ringbuf.Handler{SampleAt: p.mergeSample, Lost: p.lostRecord}
 	p.lostFn = p.lostRecord
 	p.partClosed = p.onPartClosed
 

@@ -20,6 +20,7 @@ type perfRings interface {
 	Consume(h ringbuf.Handler) (int, error)
 	PeekRun(i int, lost func(cpu int, count uint64), dst []ringbuf.PerfSample) (int, error)
 	AdvanceRun(i, n int) (bool, error)
+	ConsumeUntil(i int, until uint64, h ringbuf.Handler, head *ringbuf.PerfSample) (int, bool, error)
 	Begin() error
 	End() error
 	Pending() bool
