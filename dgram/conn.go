@@ -110,10 +110,10 @@ func Listen(l *loop.Loop, network, address string, onPacket func(c *Conn, data [
 // openSocket makes the bound, non-blocking socket. A dual-stack "udp"
 // socket for every address falls back to IPv4 where IPv6 is unavailable.
 func openSocket(addr netip.AddrPort, family int, v6only, dual, reusePort bool) (int, int, error) {
-	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	fd, err := socketSyscall(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err == unix.EAFNOSUPPORT && dual && family == unix.AF_INET6 && addr.Addr().IsUnspecified() {
 		family, addr = unix.AF_INET, netip.AddrPortFrom(netip.IPv4Unspecified(), addr.Port())
-		fd, err = unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+		fd, err = socketSyscall(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	}
 	if err != nil {
 		return -1, 0, fmt.Errorf("socket: %w", err)

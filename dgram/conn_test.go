@@ -76,3 +76,25 @@ func TestIPv6(t *testing.T) {
 	assert.True(t, dualFrom[0].Addr().Is4In6(), "got %v", dualFrom[0])
 	assert.Equal(t, v4.LocalAddr(), netip.AddrPortFrom(dualFrom[0].Addr().Unmap(), dualFrom[0].Port()))
 }
+
+// On a host without IPv6 (socket(AF_INET6) fails with EAFNOSUPPORT), a
+// "udp" socket for every address is an IPv4 one, as Go's net falls back
+// there, and exchanges datagrams; one that asked for IPv6 gets the error.
+func TestListenWithoutIPv6(t *testing.T) {
+	undo := dgram.WithoutIPv6()
+	defer undo()
+	l := newLoop(t)
+	var got []string
+	server := listen(t, l, "udp", ":0", func(c *dgram.Conn, data []byte, from netip.AddrPort) {
+		got = append(got, string(data))
+	})
+	require.Equal(t, netip.IPv4Unspecified(), server.LocalAddr().Addr())
+	client := listen(t, l, "udp4", "127.0.0.1:0", ignore)
+	require.NoError(t, client.WriteTo([]byte("v4"), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), server.LocalAddr().Port())))
+	runUntil(t, l, 5*time.Second, func() bool { return len(got) == 1 })
+	require.Equal(t, []string{"v4"}, got)
+	for _, c := range []struct{ network, address string }{{"udp6", ":0"}, {"udp", "[::1]:0"}} {
+		_, err := dgram.Listen(l, c.network, c.address, ignore)
+		require.ErrorIs(t, err, unix.EAFNOSUPPORT, "%s %s", c.network, c.address)
+	}
+}

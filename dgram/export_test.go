@@ -26,3 +26,15 @@ func DropTotal(counters ...uint32) uint64 {
 	}
 	return d.total
 }
+
+// WithoutIPv6 makes socket(2) refuse AF_INET6 with EAFNOSUPPORT, as on a
+// host without IPv6, and returns a function that undoes it.
+func WithoutIPv6() (undo func()) {
+	socketSyscall = func(family, typ, proto int) (int, error) {
+		if family == unix.AF_INET6 {
+			return -1, unix.EAFNOSUPPORT
+		}
+		return unix.Socket(family, typ, proto)
+	}
+	return func() { socketSyscall = unix.Socket }
+}

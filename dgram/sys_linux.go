@@ -10,6 +10,10 @@ import (
 // Recvmsg take and return Sockaddr interfaces, which allocate; these take
 // the caller's preallocated kernel structures instead.
 
+// socketSyscall is socket(2); a variable so that a test can play a host
+// without IPv6.
+var socketSyscall = unix.Socket
+
 // recvmmsg fills up to len(msgs) messages without blocking (the socket is
 // non-blocking); it retries EINTR.
 func recvmmsg(fd int, msgs []unix.Mmsghdr) (int, error) {

@@ -127,3 +127,53 @@ func TestDialResolvesOffTheLoop(t *testing.T) {
 	require.NoError(t, dialErr)
 	require.True(t, connected)
 }
+
+// On a host without IPv6 (socket(AF_INET6) fails with EAFNOSUPPORT), a
+// "tcp" listener for every address ("" or "[::]") is an IPv4 one, as Go's
+// net falls back there, and serves; a listener that asked for IPv6 gets
+// the error.
+func TestListenWithoutIPv6(t *testing.T) {
+	socketSyscall = func(family, typ, proto int) (int, error) {
+		if family == unix.AF_INET6 {
+			return -1, unix.EAFNOSUPPORT
+		}
+		return unix.Socket(family, typ, proto)
+	}
+	defer func() { socketSyscall = unix.Socket }()
+	l, err := loop.New()
+	require.NoError(t, err)
+	defer l.Close()
+	for _, address := range []string{":0", "[::]:0"} {
+		served := false
+		var ln *Listener
+		ln, err = Listen(l, "tcp", address, func(c *Conn) {
+			served = true
+			c.Close(nil)
+			ln.Close(nil)
+		})
+		require.NoError(t, err, address)
+		addr := ln.Addr().(*net.TCPAddr)
+		require.True(t, addr.IP.Equal(net.IPv4zero), "%s: listening on %v", address, addr)
+		done := make(chan error, 1)
+		go func() {
+			c, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(addr.Port)))
+			if err == nil {
+				_, err = io.ReadAll(c) // until the server closes it
+				c.Close()
+			}
+			done <- err
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		require.NoError(t, l.Run(ctx))
+		cancel()
+		require.NoError(t, <-done)
+		require.True(t, served, address)
+	}
+	for _, c := range []struct{ network, address string }{{"tcp6", ":0"}, {"tcp", "[::1]:0"}, {"tcp", "[::]:0"}} {
+		if c.address == "[::]:0" {
+			c.network = "tcp6" // v6only: no IPv4 stands in for it
+		}
+		_, err := Listen(l, c.network, c.address, func(*Conn) {})
+		require.ErrorIs(t, err, unix.EAFNOSUPPORT, "%s %s", c.network, c.address)
+	}
+}

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -104,6 +105,13 @@ func Listen(l *loop.Loop, network, address string, onConn func(c *Conn), opts ..
 func (ln *Listener) open(t *target) error {
 	sa := t.sas[0]
 	fd, err := newSocket(t.family)
+	if errors.Is(err, unix.EAFNOSUPPORT) && dualWildcard(t, sa) {
+		// A host without IPv6: every address is IPv4's, as Go's net
+		// listens there.
+		sa = &unix.SockaddrInet4{Port: sa.(*unix.SockaddrInet6).Port}
+		t.family = unix.AF_INET
+		fd, err = newSocket(t.family)
+	}
 	if err != nil {
 		return err
 	}
@@ -325,3 +333,11 @@ func (ln *Listener) Unref() {
 
 // HasRef reports whether the listener is referenced.
 func (ln *Listener) HasRef() bool { return ln.w.HasRef() }
+
+// dualWildcard reports whether t listens on every address of both
+// families ("tcp" with no host, or "[::]"), which an IPv4 socket for every
+// address can stand in for where IPv6 is not available.
+func dualWildcard(t *target, sa unix.Sockaddr) bool {
+	sa6, ok := sa.(*unix.SockaddrInet6)
+	return ok && !t.v6only && sa6.Addr == [16]byte{}
+}

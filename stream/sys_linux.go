@@ -76,8 +76,12 @@ func read(fd int, p []byte) (int, error) {
 }
 
 // newSocket opens a non-blocking, close-on-exec stream socket.
+// socketSyscall is socket(2); a variable so that a test can play a host
+// without IPv6.
+var socketSyscall = unix.Socket
+
 func newSocket(family int) (int, error) {
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := socketSyscall(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, os.NewSyscallError("socket", err)
 	}
