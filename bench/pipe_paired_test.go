@@ -1,0 +1,206 @@
+package bench
+
+import (
+	"encoding/binary"
+	"os"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/eventpipe/eventpipe"
+	"github.com/eventpipe/eventpipe/internal/bpftest"
+	"github.com/eventpipe/eventpipe/loop"
+	"github.com/eventpipe/eventpipe/ringbuf"
+)
+
+// BenchmarkPipeOverhead measures the pipe's overhead against the bare
+// reader fill by fill, for a machine whose speed drifts between runs: both
+// sides read perf arrays of their own (each with its producer, ring and
+// reader), and each round of the benchmark fills one side's rings and
+// drains them, then the other's, the order swapped every round; the
+// ratio reported is the median over the rounds of impl's drain time over
+// base's. The two drains of a round are tens of milliseconds apart, where
+// separate benchmark runs are seconds or minutes apart. The sides are
+// BenchmarkPipeDrain's and BenchmarkPipeDrainAcrossCPUs' (same records,
+// same checks; the ordered pipe across CPUs with a 1 µs ReorderWindow, for
+// the reason given there). One op is one record of each side.
+func BenchmarkPipeOverhead(b *testing.B) {
+	for _, c := range []struct {
+		name, base, impl string
+		cpus             int
+	}{
+		{"perf/pipe-vs-bare", "bare", "pipe", 1},
+		{"perf/ordered-vs-bare", "bare", "pipe-ordered", 1},
+		{"perf/ordered-vs-bare-timed", "bare-timed", "pipe-ordered", 1},
+		{"perf-2cpu/ordered-vs-bare-timed", "bare-timed", "pipe-ordered", 2},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			if c.cpus == 2 && runtime.NumCPU() < 2 {
+				b.Skip("needs two CPUs")
+			}
+			base := newPipeSide(b, c.base, c.cpus)
+			impl := newPipeSide(b, c.impl, c.cpus)
+			capacity := min(base.capacity, impl.capacity)
+			var ratios []float64
+			var baseTime, implTime time.Duration
+			b.ResetTimer()
+			for done, round := 0, 0; done < b.N; round++ {
+				k := min(capacity, b.N-done)
+				first, second := base, impl
+				if round%2 == 1 {
+					first, second = impl, base
+				}
+				t1 := first.fillAndDrain(k)
+				t2 := second.fillAndDrain(k)
+				tb, ti := t1, t2
+				if first == impl {
+					tb, ti = t2, t1
+				}
+				baseTime += tb
+				implTime += ti
+				ratios = append(ratios, float64(ti)/float64(tb))
+				done += k
+			}
+			b.StopTimer()
+			base.verify(b.N)
+			impl.verify(b.N)
+			slices.Sort(ratios)
+			b.ReportMetric(ratios[len(ratios)/2], "ratio")
+			b.ReportMetric(float64(baseTime.Nanoseconds())/float64(b.N), "base-ns/record")
+			b.ReportMetric(float64(implTime.Nanoseconds())/float64(b.N), "impl-ns/record")
+		})
+	}
+}
+
+// pipeSide is one side of BenchmarkPipeOverhead: a perf array, its
+// producer, and a reader or pipe draining it.
+type pipeSide struct {
+	b        *testing.B
+	rb       *ringBench
+	cpus     int
+	capacity int
+	drain    func(k int)
+	verify   func(n int)
+}
+
+func newPipeSide(b *testing.B, impl string, cpus int) *pipeSide {
+	const size = 64
+	m, rb := perfSetup(b, size)
+	timed := impl != "bare" && impl != "pipe"
+	perRing := (ringPages*os.Getpagesize() - 1) / bpftest.PerfRecordLen(size)
+	if timed {
+		perRing = (ringPages*os.Getpagesize() - 1) / (bpftest.PerfRecordLen(size) + 8) // 8 more bytes of time
+	}
+	s := &pipeSide{b: b, rb: rb, cpus: cpus, capacity: perRing * cpus}
+	opts := ringbuf.PerfOptions{PagesPerCPU: ringPages, CPUs: []int{emitCPU}, Timestamps: timed}
+	if cpus == 2 {
+		opts.CPUs = []int{0, 1}
+	}
+	// One CPU: every record in sequence (routed); two: each CPU's in its
+	// order, and all of them for the ordered pipe (perCPU).
+	r := &routed{}
+	c := &perCPU{last: [2]int64{-1, -1}, lastAll: -1, ordered: impl == "pipe-ordered"}
+	handle := func(cpu int, cat uint32, payload []byte) {
+		if cpus == 1 {
+			r.handle(cat, payload)
+		} else {
+			c.handle(cpu, payload)
+		}
+	}
+	s.verify = func(n int) {
+		if cpus == 1 {
+			r.verify(b, n)
+		} else if c.bad != 0 || c.n != n {
+			b.Fatalf("%s: delivered %d records, want %d; %d out of order", impl, c.n, n, c.bad)
+		}
+	}
+	switch impl {
+	case "bare", "bare-timed":
+		pr, err := ringbuf.NewPerfReader(m.FD(), opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { pr.Close() })
+		d := ringbuf.NewDispatcher()
+		for range categories {
+			cat := uint32(0)
+			cat = d.Register(func(cpu int, payload []byte) { handle(cpu, cat, payload) })
+		}
+		h := ringbuf.Handler{Sample: d.Sample}
+		s.drain = func(k int) {
+			for got := 0; got < k; {
+				n, err := pr.Consume(h)
+				if err != nil || n == 0 {
+					b.Fatalf("Consume: %d, %v", n, err)
+				}
+				got += n
+			}
+		}
+	case "pipe", "pipe-ordered":
+		l, err := loop.New()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { l.Close() })
+		po := eventpipe.Options{Ordered: impl == "pipe-ordered"}
+		if cpus == 2 {
+			po.ReorderWindow = time.Microsecond
+		}
+		p, err := eventpipe.New(l, po)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range categories {
+			p.Register(func(ev eventpipe.Event) { handle(ev.CPU, ev.Category, ev.Payload) })
+		}
+		if err := p.AttachPerf(m.FD(), opts); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { closePipe(b, l, p) })
+		want := uint64(0)
+		s.drain = func(k int) {
+			want += uint64(k)
+			drainPipe(b, l, p, want)
+		}
+	default:
+		b.Fatalf("unknown side %q", impl)
+	}
+	return s
+}
+
+// fillAndDrain has the kernel write k records (category seq%4, then seq;
+// with two CPUs, record i on CPU i%2) and returns how long the drain of
+// them took.
+func (s *pipeSide) fillAndDrain(k int) time.Duration {
+	rb := s.rb
+	for i := range k {
+		if s.cpus == 2 {
+			setCPU(s.b, i%2)
+		}
+		seq := uint32(rb.emitted)
+		binary.LittleEndian.PutUint32(rb.payload, seq%categories)
+		binary.LittleEndian.PutUint32(rb.payload[4:], seq)
+		if ok, err := rb.producer.TryEmit(rb.payload); err != nil || !ok {
+			s.b.Fatalf("emit %d: %v, %v", seq, ok, err)
+		}
+		rb.emitted++
+	}
+	if s.cpus == 2 {
+		setCPU(s.b, emitCPU)
+	}
+	start := time.Now()
+	s.drain(k)
+	return time.Since(start)
+}
+
+// setCPU moves the calling thread (locked by perfSetup) to cpu.
+func setCPU(b *testing.B, cpu int) {
+	var set unix.CPUSet
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		b.Fatal(err)
+	}
+}
