@@ -2,8 +2,10 @@ package ringbuf
 
 import (
 	"encoding/binary"
+	"math"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // The per-record cost of the drain loops alone, on rings in ordinary
@@ -187,4 +189,51 @@ func BenchmarkBPFRingRoute(b *testing.B) {
 			return batch.End()
 		})
 	})
+}
+
+// BenchmarkPerfRunVsConsume compares, in one process and alternately, the
+// drain of a full timed ring by Consume and by one ConsumeUntil run in a
+// session (the ordered merge's path for a burst from one CPU): the ratio
+// is the run's time over Consume's.
+func BenchmarkPerfRunVsConsume(b *testing.B) {
+	sim, err := NewPerfSim(1, 64, true) // 256 KiB: more than L1 and L2 hold of it in one pass
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sim.Close()
+	payload := payloadOf(1, drainBenchPayload)
+	for t := uint64(1); sim.Sample(0, t, payload, nil) == nil; t++ {
+	}
+	ring := sim.rings[0]
+	sum := 0
+	h := Handler{SampleAt: func(_ int, at uint64, d []byte) { sum += int(d[0]) + int(at&1) }}
+	var consume, run time.Duration
+	records := 0
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		atomic.StoreUint64(ring.tail, 0)
+		start := time.Now()
+		n, err := sim.Consume(h)
+		consume += time.Since(start)
+		if err != nil {
+			b.Fatal(err)
+		}
+		records += n
+		atomic.StoreUint64(ring.tail, 0)
+		start = time.Now()
+		if err := sim.Begin(); err != nil {
+			b.Fatal(err)
+		}
+		m, _, err := sim.ConsumeUntil(0, math.MaxUint64, h, nil)
+		if err := sim.End(); err != nil {
+			b.Fatal(err)
+		}
+		run += time.Since(start)
+		if err != nil || m != n {
+			b.Fatalf("run: %d samples, %v; Consume: %d", m, err, n)
+		}
+	}
+	b.ReportMetric(float64(consume.Nanoseconds())/float64(records), "consume-ns/record")
+	b.ReportMetric(float64(run.Nanoseconds())/float64(records), "run-ns/record")
+	b.ReportMetric(float64(run)/float64(consume), "ratio")
 }
