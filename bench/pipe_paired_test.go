@@ -5,9 +5,12 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/perf"
+	ciliumringbuf "github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
 	"github.com/eventpipe/eventpipe"
@@ -36,6 +39,10 @@ func BenchmarkPipeOverhead(b *testing.B) {
 		{"perf/ordered-vs-bare", "bare", "pipe-ordered", 1},
 		{"perf/ordered-vs-bare-timed", "bare-timed", "pipe-ordered", 1},
 		{"perf-2cpu/ordered-vs-bare-timed", "bare-timed", "pipe-ordered", 2},
+		{"perf/cilium-switch-vs-pipe", "pipe", "cilium-switch", 1},
+		{"perf/cilium-switch-vs-ordered", "pipe-ordered", "cilium-switch", 1},
+		{"ring/pipe-vs-bare", "ring-bare", "ring-pipe", 1},
+		{"ring/cilium-switch-vs-pipe", "ring-pipe", "ring-cilium-switch", 1},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			if c.cpus == 2 && runtime.NumCPU() < 2 {
@@ -88,8 +95,11 @@ type pipeSide struct {
 
 func newPipeSide(b *testing.B, impl string, cpus int) *pipeSide {
 	const size = 64
+	if strings.HasPrefix(impl, "ring-") {
+		return newRingSide(b, strings.TrimPrefix(impl, "ring-"), size)
+	}
 	m, rb := perfSetup(b, size)
-	timed := impl != "bare" && impl != "pipe"
+	timed := impl != "bare" && impl != "pipe" && impl != "cilium-switch"
 	perRing := (ringPages*os.Getpagesize() - 1) / bpftest.PerfRecordLen(size)
 	if timed {
 		perRing = (ringPages*os.Getpagesize() - 1) / (bpftest.PerfRecordLen(size) + 8) // 8 more bytes of time
@@ -165,8 +175,98 @@ func newPipeSide(b *testing.B, impl string, cpus int) *pipeSide {
 			want += uint64(k)
 			drainPipe(b, l, p, want)
 		}
+	case "cilium-switch":
+		if cpus != 1 {
+			b.Fatalf("%s: one CPU only", impl)
+		}
+		cm, err := ciliumMap(m.FD())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { cm.Close() })
+		// cilium's reader opens its own events, untimed (time is not among
+		// its options): against the ordered pipe it reads the records a
+		// cilium user gets, in per-CPU order only.
+		cr, err := perf.NewReader(cm, ringPages*os.Getpagesize())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { cr.Close() })
+		var rec perf.Record
+		s.drain = func(k int) {
+			for range k {
+				if err := cr.ReadInto(&rec); err != nil {
+					b.Fatal(err)
+				}
+				switchRoute(r, rec.RawSample)
+			}
+		}
 	default:
 		b.Fatalf("unknown side %q", impl)
+	}
+	return s
+}
+
+// newRingSide is newPipeSide for a BPF ring buffer: the bare RingReader
+// with a Dispatcher, the pipe, or cilium's reader with the switch.
+func newRingSide(b *testing.B, impl string, size int) *pipeSide {
+	m, rb := ringSetup(b, size)
+	r := &routed{}
+	s := &pipeSide{b: b, rb: rb, cpus: 1, capacity: rb.capacity, verify: func(n int) { r.verify(b, n) }}
+	switch impl {
+	case "bare":
+		rr, err := ringbuf.NewRingReader(m.FD())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { rr.Close() })
+		d := ringbuf.NewDispatcher()
+		for range categories {
+			cat := uint32(0)
+			cat = d.Register(func(_ int, payload []byte) { r.handle(cat, payload) })
+		}
+		s.drain = func(k int) {
+			for got := 0; got < k; {
+				n, err := rr.Consume(d.Record)
+				if err != nil || n == 0 {
+					b.Fatalf("Consume: %d, %v", n, err)
+				}
+				got += n
+			}
+		}
+	case "pipe":
+		l, p := pipeFor(b, eventpipe.Options{}, r)
+		if err := p.AttachRing(m.FD()); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { closePipe(b, l, p) })
+		want := uint64(0)
+		s.drain = func(k int) {
+			want += uint64(k)
+			drainPipe(b, l, p, want)
+		}
+	case "cilium-switch":
+		cm, err := ciliumMap(m.FD())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { cm.Close() })
+		cr, err := ciliumringbuf.NewReader(cm)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { cr.Close() })
+		var rec ciliumringbuf.Record
+		s.drain = func(k int) {
+			for range k {
+				if err := cr.ReadInto(&rec); err != nil {
+					b.Fatal(err)
+				}
+				switchRoute(r, rec.RawSample)
+			}
+		}
+	default:
+		b.Fatalf("unknown ring side %q", impl)
 	}
 	return s
 }
