@@ -113,13 +113,6 @@ func newPipeSide(b *testing.B, impl string, cpus int) *pipeSide {
 	// order, and all of them for the ordered pipe (perCPU).
 	r := &routed{}
 	c := &perCPU{last: [2]int64{-1, -1}, lastAll: -1, ordered: impl == "pipe-ordered"}
-	handle := func(cpu int, cat uint32, payload []byte) {
-		if cpus == 1 {
-			r.handle(cat, payload)
-		} else {
-			c.handle(cpu, payload)
-		}
-	}
 	s.verify = func(n int) {
 		if cpus == 1 {
 			r.verify(b, n)
@@ -137,7 +130,11 @@ func newPipeSide(b *testing.B, impl string, cpus int) *pipeSide {
 		d := ringbuf.NewDispatcher()
 		for range categories {
 			cat := uint32(0)
-			cat = d.Register(func(cpu int, payload []byte) { handle(cpu, cat, payload) })
+			if cpus == 1 {
+				cat = d.Register(func(_ int, payload []byte) { r.handle(cat, payload) })
+			} else {
+				d.Register(c.handle)
+			}
 		}
 		h := ringbuf.Handler{Sample: d.Sample}
 		s.drain = func(k int) {
@@ -149,7 +146,7 @@ func newPipeSide(b *testing.B, impl string, cpus int) *pipeSide {
 				got += n
 			}
 		}
-	case "pipe", "pipe-ordered":
+	case "pipe", "pipe-timed", "pipe-ordered":
 		l, err := loop.New()
 		if err != nil {
 			b.Fatal(err)
@@ -164,7 +161,11 @@ func newPipeSide(b *testing.B, impl string, cpus int) *pipeSide {
 			b.Fatal(err)
 		}
 		for range categories {
-			p.Register(func(ev eventpipe.Event) { handle(ev.CPU, ev.Category, ev.Payload) })
+			if cpus == 1 {
+				p.Register(func(ev eventpipe.Event) { r.handle(ev.Category, ev.Payload) })
+			} else {
+				p.Register(func(ev eventpipe.Event) { c.handle(ev.CPU, ev.Payload) })
+			}
 		}
 		if err := p.AttachPerf(m.FD(), opts); err != nil {
 			b.Fatal(err)
@@ -271,10 +272,9 @@ func newRingSide(b *testing.B, impl string, size int) *pipeSide {
 	return s
 }
 
-// fillAndDrain has the kernel write k records (category seq%4, then seq;
-// with two CPUs, record i on CPU i%2) and returns how long the drain of
-// them took.
-func (s *pipeSide) fillAndDrain(k int) time.Duration {
+// fill has the kernel write k records (category seq%4, then seq; with two
+// CPUs, record i on CPU i%2).
+func (s *pipeSide) fill(k int) {
 	rb := s.rb
 	for i := range k {
 		if s.cpus == 2 {
@@ -284,13 +284,18 @@ func (s *pipeSide) fillAndDrain(k int) time.Duration {
 		binary.LittleEndian.PutUint32(rb.payload, seq%categories)
 		binary.LittleEndian.PutUint32(rb.payload[4:], seq)
 		if ok, err := rb.producer.TryEmit(rb.payload); err != nil || !ok {
-			s.b.Fatalf("emit %d: %v, %v", seq, ok, err)
+			s.b.Fatalf("emit %d of a fill of %d: %v, %v", seq, k, ok, err)
 		}
 		rb.emitted++
 	}
 	if s.cpus == 2 {
 		setCPU(s.b, emitCPU)
 	}
+}
+
+// fillAndDrain fills k records and returns how long their drain took.
+func (s *pipeSide) fillAndDrain(k int) time.Duration {
+	s.fill(k)
 	start := time.Now()
 	s.drain(k)
 	return time.Since(start)

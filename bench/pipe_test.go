@@ -4,13 +4,10 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"os"
 	"runtime"
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf/perf"
-	ciliumringbuf "github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
 	"github.com/eventpipe/eventpipe"
@@ -28,12 +25,11 @@ import (
 // ring with the timer stopped, as in BenchmarkPerfDrain; our readers read
 // the emitting CPU's ring only. One op is one record.
 func BenchmarkPipeDrain(b *testing.B) {
-	const size = 64
 	for _, impl := range []string{"bare", "bare-timed", "pipe", "pipe-timed", "pipe-ordered", "cilium-switch"} {
-		b.Run(fmt.Sprintf("source=perf/impl=%s", impl), func(b *testing.B) { benchPipePerf(b, impl, size) })
+		b.Run(fmt.Sprintf("source=perf/impl=%s", impl), func(b *testing.B) { benchSide(b, impl, 1) })
 	}
 	for _, impl := range []string{"bare", "pipe", "cilium-switch"} {
-		b.Run(fmt.Sprintf("source=ring/impl=%s", impl), func(b *testing.B) { benchPipeRing(b, impl, size) })
+		b.Run(fmt.Sprintf("source=ring/impl=%s", impl), func(b *testing.B) { benchSide(b, "ring-"+impl, 1) })
 	}
 }
 
@@ -62,40 +58,22 @@ func (r *routed) verify(b *testing.B, want int) {
 	}
 }
 
-// categoryFill makes the kernel write k records, category = seq % 4.
-func categoryFill(rb *ringBench) func(k int) {
-	return func(k int) {
-		for range k {
-			seq := uint32(rb.emitted)
-			binary.LittleEndian.PutUint32(rb.payload, seq%categories)
-			binary.LittleEndian.PutUint32(rb.payload[4:], seq)
-			ok, err := rb.producer.TryEmit(rb.payload)
-			if err != nil {
-				rb.b.Fatal(err)
-			}
-			if !ok {
-				rb.b.Fatalf("ring full after %d records of a fill of %d", rb.emitted, k)
-			}
-			rb.emitted++
-		}
-	}
-}
-
-// runFill is ringBench.run with the category records.
-func runFill(rb *ringBench, drain func(k int)) {
-	b := rb.b
-	fill := categoryFill(rb)
+// benchSide fills impl's rings (BenchmarkPipeOverhead's sides) with the
+// timer stopped and times their drains. One op is one record.
+func benchSide(b *testing.B, impl string, cpus int) {
+	s := newPipeSide(b, impl, cpus)
 	b.StopTimer()
 	b.ResetTimer()
 	for done := 0; done < b.N; {
-		k := min(rb.capacity, b.N-done)
-		fill(k)
+		k := min(s.capacity, b.N-done)
+		s.fill(k)
 		b.StartTimer()
-		drain(k)
+		s.drain(k)
 		b.StopTimer()
 		done += k
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/record")
+	s.verify(b.N)
 }
 
 // pipeFor makes a pipe on a new loop with one category handler per
@@ -146,132 +124,6 @@ func switchRoute(r *routed, rec []byte) {
 	default:
 		r.bad++
 	}
-}
-
-func benchPipePerf(b *testing.B, impl string, size int) {
-	m, rb := perfSetup(b, size)
-	r := &routed{}
-	opts := ringbuf.PerfOptions{PagesPerCPU: ringPages, CPUs: []int{emitCPU}}
-	timed := impl == "bare-timed" || impl == "pipe-timed" || impl == "pipe-ordered"
-	if timed {
-		// Timed samples carry 8 more bytes.
-		rb.capacity = (ringPages*os.Getpagesize() - 1) / (bpftest.PerfRecordLen(size) + 8)
-		opts.Timestamps = true
-	}
-	switch impl {
-	case "bare", "bare-timed":
-		pr, err := ringbuf.NewPerfReader(m.FD(), opts)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer pr.Close()
-		d := ringbuf.NewDispatcher()
-		for range categories {
-			cat := uint32(0)
-			cat = d.Register(func(_ int, payload []byte) { r.handle(cat, payload) })
-		}
-		h := ringbuf.Handler{Sample: d.Sample}
-		runFill(rb, func(k int) {
-			for got := 0; got < k; {
-				n, err := pr.Consume(h)
-				if err != nil || n == 0 {
-					b.Fatalf("Consume: %d, %v", n, err)
-				}
-				got += n
-			}
-		})
-	case "pipe", "pipe-timed", "pipe-ordered":
-		l, p := pipeFor(b, eventpipe.Options{Ordered: impl == "pipe-ordered"}, r)
-		if err := p.AttachPerf(m.FD(), opts); err != nil {
-			b.Fatal(err)
-		}
-		want := uint64(0)
-		runFill(rb, func(k int) {
-			want += uint64(k)
-			drainPipe(b, l, p, want)
-		})
-		closePipe(b, l, p)
-	case "cilium-switch":
-		cm, err := ciliumMap(m.FD())
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer cm.Close()
-		cr, err := perf.NewReader(cm, ringPages*os.Getpagesize())
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer cr.Close()
-		var rec perf.Record
-		runFill(rb, func(k int) {
-			for range k {
-				if err := cr.ReadInto(&rec); err != nil {
-					b.Fatal(err)
-				}
-				switchRoute(r, rec.RawSample)
-			}
-		})
-	}
-	r.verify(b, b.N)
-}
-
-func benchPipeRing(b *testing.B, impl string, size int) {
-	m, rb := ringSetup(b, size)
-	r := &routed{}
-	switch impl {
-	case "bare":
-		rr, err := ringbuf.NewRingReader(m.FD())
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer rr.Close()
-		d := ringbuf.NewDispatcher()
-		for range categories {
-			cat := uint32(0)
-			cat = d.Register(func(_ int, payload []byte) { r.handle(cat, payload) })
-		}
-		runFill(rb, func(k int) {
-			for got := 0; got < k; {
-				n, err := rr.Consume(d.Record)
-				if err != nil || n == 0 {
-					b.Fatalf("Consume: %d, %v", n, err)
-				}
-				got += n
-			}
-		})
-	case "pipe":
-		l, p := pipeFor(b, eventpipe.Options{}, r)
-		if err := p.AttachRing(m.FD()); err != nil {
-			b.Fatal(err)
-		}
-		want := uint64(0)
-		runFill(rb, func(k int) {
-			want += uint64(k)
-			drainPipe(b, l, p, want)
-		})
-		closePipe(b, l, p)
-	case "cilium-switch":
-		cm, err := ciliumMap(m.FD())
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer cm.Close()
-		cr, err := ciliumringbuf.NewReader(cm)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer cr.Close()
-		var rec ciliumringbuf.Record
-		runFill(rb, func(k int) {
-			for range k {
-				if err := cr.ReadInto(&rec); err != nil {
-					b.Fatal(err)
-				}
-				switchRoute(r, rec.RawSample)
-			}
-		})
-	}
-	r.verify(b, b.N)
 }
 
 // BenchmarkPipeMaxLatency measures the delay from the kernel's write of a
@@ -375,12 +227,11 @@ func benchMaxLatency(b *testing.B, high bool) {
 // the merge; every record is older than 1 µs by the time the drain runs.
 // One op is one record.
 func BenchmarkPipeDrainAcrossCPUs(b *testing.B) {
-	const size = 64
 	if runtime.NumCPU() < 2 {
 		b.Skip("needs two CPUs")
 	}
 	for _, impl := range []string{"bare-timed", "pipe-ordered"} {
-		b.Run(fmt.Sprintf("source=perf/impl=%s", impl), func(b *testing.B) { benchPipeAcross(b, impl, size) })
+		b.Run(fmt.Sprintf("source=perf/impl=%s", impl), func(b *testing.B) { benchSide(b, impl, 2) })
 	}
 }
 
@@ -401,89 +252,4 @@ func (c *perCPU) handle(cpu int, payload []byte) {
 		c.last[cpu], c.lastAll = seq, seq
 	}
 	c.n++
-}
-
-func benchPipeAcross(b *testing.B, impl string, size int) {
-	m, rb := perfSetup(b, size)
-	// Each ring gets half of a fill; timed samples carry 8 more bytes.
-	rb.capacity = 2 * ((ringPages*os.Getpagesize() - 1) / (bpftest.PerfRecordLen(size) + 8))
-	c := &perCPU{last: [2]int64{-1, -1}, lastAll: -1, ordered: impl == "pipe-ordered"}
-	opts := ringbuf.PerfOptions{PagesPerCPU: ringPages, CPUs: []int{0, 1}, Timestamps: true}
-	fill := func(k int) {
-		for i := range k {
-			var set unix.CPUSet
-			set.Set(i % 2)
-			if err := unix.SchedSetaffinity(0, &set); err != nil {
-				b.Fatal(err)
-			}
-			seq := uint32(rb.emitted)
-			binary.LittleEndian.PutUint32(rb.payload, 0)
-			binary.LittleEndian.PutUint32(rb.payload[4:], seq)
-			if ok, err := rb.producer.TryEmit(rb.payload); err != nil || !ok {
-				b.Fatalf("emit %d: %v, %v", seq, ok, err)
-			}
-			rb.emitted++
-		}
-		var set unix.CPUSet
-		set.Set(emitCPU)
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			b.Fatal(err)
-		}
-	}
-	run := func(drain func(k int)) {
-		b.StopTimer()
-		b.ResetTimer()
-		for done := 0; done < b.N; {
-			k := min(rb.capacity, b.N-done)
-			fill(k)
-			b.StartTimer()
-			drain(k)
-			b.StopTimer()
-			done += k
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/record")
-	}
-	switch impl {
-	case "bare-timed":
-		pr, err := ringbuf.NewPerfReader(m.FD(), opts)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer pr.Close()
-		d := ringbuf.NewDispatcher()
-		d.Register(c.handle)
-		h := ringbuf.Handler{Sample: d.Sample}
-		run(func(k int) {
-			for got := 0; got < k; {
-				n, err := pr.Consume(h)
-				if err != nil || n == 0 {
-					b.Fatalf("Consume: %d, %v", n, err)
-				}
-				got += n
-			}
-		})
-	case "pipe-ordered":
-		l, err := loop.New()
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { l.Close() })
-		p, err := eventpipe.New(l, eventpipe.Options{Ordered: true, ReorderWindow: time.Microsecond})
-		if err != nil {
-			b.Fatal(err)
-		}
-		p.Register(func(ev eventpipe.Event) { c.handle(ev.CPU, ev.Payload) })
-		if err := p.AttachPerf(m.FD(), opts); err != nil {
-			b.Fatal(err)
-		}
-		want := uint64(0)
-		run(func(k int) {
-			want += uint64(k)
-			drainPipe(b, l, p, want)
-		})
-		closePipe(b, l, p)
-	}
-	if c.bad != 0 || c.n != b.N {
-		b.Fatalf("delivered %d records, want %d; %d out of order", c.n, b.N, c.bad)
-	}
 }
