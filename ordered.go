@@ -54,10 +54,11 @@ func (p *Pipe) addHeads(s *perfSource) {
 // dropped.
 //
 // The ring on top of the heap delivers for as long as its samples are no
-// later than the next ring's (and, while a ring has none, old enough), in
-// a loop over its window that calls nothing but the handler: records that
-// alternate between CPUs cost a heap step each, a burst on one CPU a
-// comparison each, and the reader is called once per window.
+// later than the next ring's (and, while a ring has none, old enough):
+// first from its window, in a loop that calls nothing but the handler, so
+// that records alternating between CPUs cost a heap step each; a run that
+// goes past its window continues in the ring's own loop (ConsumeUntil),
+// so that a burst on one CPU is read once, as an unordered drain reads it.
 func (p *Pipe) merge() {
 	if p.merging {
 		return // a handler's call that led back here; the outer run goes on
