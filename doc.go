@@ -62,7 +62,10 @@
 // The merge reads each ring a window of records at a time, in place (no
 // copy), and keeps the rings on a heap by the time of their next record:
 // a burst from one CPU goes out with one comparison per record, records
-// that alternate between CPUs with a heap step each. The hold's cost is
+// that alternate between CPUs with a heap step each. The window follows
+// the records: a ring whose records come in bursts is looked at one
+// record at a time, the rest of each burst read in the ring's own loop
+// once, as an unordered pipe reads it. The hold's cost is
 // the window itself: when the last records of a burst sit in one ring
 // while the other rings are empty, they wait ReorderWindow, as the empty
 // CPUs might still be writing older ones. A pipe that needs records sooner

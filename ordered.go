@@ -7,10 +7,12 @@ import (
 	"github.com/eventpipe/eventpipe/ringbuf"
 )
 
-// mergeWindow is how many samples the merge peeks from a ring at a time:
-// enough that the reader's call per window is small beside the records'
-// own cost, few enough that the windows of a many-CPU pipe stay small
-// (40 bytes a sample, per ring).
+// mergeWindow is how many samples the merge peeks from a ring at a time
+// while the ring's runs are short: enough that the reader's call per
+// window is small beside the records' own cost, few enough that the
+// windows of a many-CPU pipe stay small (40 bytes a sample, per ring). A
+// ring whose records come in bursts is peeked one sample at a time
+// instead (see mergeRing.want).
 const mergeWindow = 32
 
 // mergeRing is one perf ring as the merge sees it: a window of its next
@@ -23,6 +25,17 @@ type mergeRing struct {
 	win    []ringbuf.PerfSample // len is what the latest PeekRun found
 	next   int                  // the first sample of win not delivered
 	queued bool                 // on the merge's heap: its window holds a sample
+
+	// want is how many samples the next window peeks: mergeWindow after
+	// a run that ended inside its window or right at its end (records
+	// that alternate between CPUs, where a window saves a reader call per
+	// record), 1 after a run that went on in the ring's own loop (a
+	// burst, which that loop reads once: a wider window would have read
+	// its first records twice, once to compare and once to deliver).
+	// Rings start at 1, as a pipe's first records are as likely a burst
+	// as not, and a one-sample window costs alternating records only one
+	// ConsumeUntil per ring before the windows widen.
+	want int
 }
 
 // mergeHead is a heap entry: a ring and the time of its window's next
@@ -36,7 +49,7 @@ type mergeHead struct {
 // addHeads gives the merge a window for each of s's rings.
 func (p *Pipe) addHeads(s *perfSource) {
 	for i := range s.rings.Rings() {
-		p.heads = append(p.heads, &mergeRing{src: s, ring: i, win: make([]ringbuf.PerfSample, 0, mergeWindow)})
+		p.heads = append(p.heads, &mergeRing{src: s, ring: i, win: make([]ringbuf.PerfSample, 0, mergeWindow), want: 1})
 	}
 }
 
@@ -58,7 +71,8 @@ func (p *Pipe) addHeads(s *perfSource) {
 // first from its window, in a loop that calls nothing but the handler, so
 // that records alternating between CPUs cost a heap step each; a run that
 // goes past its window continues in the ring's own loop (ConsumeUntil),
-// so that a burst on one CPU is read once, as an unordered drain reads it.
+// so that a burst on one CPU is read once, as an unordered drain reads it,
+// and the ring's next window is a single sample (mergeRing.want).
 func (p *Pipe) merge() {
 	if p.merging {
 		return // a handler's call that led back here; the outer run goes on
@@ -171,12 +185,15 @@ func (p *Pipe) mergeRun() {
 			// window starts with.
 			p.consumeWindow(r)
 			p.readerCalls++
-			_, _, err := r.src.rings.ConsumeUntil(r.ring, until, p.mergeHandler, nil)
+			n, _, err := r.src.rings.ConsumeUntil(r.ring, until, p.mergeHandler, nil)
 			if p.closed {
 				return
 			}
 			if err != nil {
 				p.fail(err)
+			}
+			if r.want = mergeWindow; n > 0 {
+				r.want = 1
 			}
 		}
 		if r.next < len(r.win) || p.fill(r) {
@@ -198,7 +215,7 @@ func (p *Pipe) mergeRun() {
 func (p *Pipe) fill(r *mergeRing) bool {
 	p.consumeWindow(r)
 	p.readerCalls++
-	n, err := r.src.rings.PeekRun(r.ring, p.lostFn, r.win[:cap(r.win)])
+	n, err := r.src.rings.PeekRun(r.ring, p.lostFn, r.win[:r.want])
 	if p.closed {
 		return false
 	}

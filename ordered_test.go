@@ -373,3 +373,42 @@ func TestOrderedManyRings(t *testing.T) {
 	require.Less(t, p.ReaderCalls()-calls, uint64(records/4))
 	closePipe(t, l, p)
 }
+
+// The merge's window follows the records' pattern: bursts on one CPU are
+// peeked a sample at a time (the ring's own loop reads the rest once),
+// records alternating between CPUs a window at a time (a reader call per
+// window, not per record), and each drain keeps time order whichever it
+// finds.
+func TestOrderedWindowAdapts(t *testing.T) {
+	l := newLoop(t)
+	p := newPipe(t, l, Options{Ordered: true})
+	var times []uint64
+	p.Register(func(ev Event) { times = append(times, ev.Time) })
+	sim := p.AttachSim(2)
+	require.Equal(t, []int{1, 1}, p.MergeWants(), "a new ring starts at one sample")
+	at := p.clock.now() - uint64(time.Second) // older than the window
+	drain := func(records int, cpuOf func(i int) int) uint64 {
+		t.Helper()
+		times = times[:0]
+		for i := range records {
+			at++
+			require.NoError(t, sim.EmitAt(cpuOf(i), at, 0, nil))
+		}
+		calls := p.ReaderCalls()
+		runUntil(t, l, 5*time.Second, func() bool { return len(times) == records })
+		require.True(t, sort.SliceIsSorted(times, func(i, j int) bool { return times[i] < times[j] }), "time order")
+		return p.ReaderCalls() - calls
+	}
+	bursts := func(i int) int { return i / 50 % 2 }
+	alternate := func(i int) int { return i % 2 }
+
+	drain(200, bursts)
+	require.Equal(t, []int{1, 1}, p.MergeWants(), "after bursts")
+	calls := drain(200, alternate)
+	require.Equal(t, []int{mergeWindow, mergeWindow}, p.MergeWants(), "after alternating records")
+	require.Less(t, calls, uint64(200/4), "alternating records: reader calls per window, not per record")
+	drain(200, bursts)
+	require.Equal(t, []int{1, 1}, p.MergeWants(), "after bursts again")
+	require.Zero(t, p.Stats().Late)
+	closePipe(t, l, p)
+}
