@@ -30,11 +30,22 @@ import (
 // BenchmarkPipeDrain's and BenchmarkPipeDrainAcrossCPUs' (same records,
 // same checks; the ordered pipe across CPUs with a 1 µs ReorderWindow, for
 // the reason given there). One op is one record of each side.
+//
+// Each drain is also split in two (see span): from its first record's
+// handler to its last's, whose median ratio is span-ratio (the cost per
+// record, dispatch and ordering included), and the rest, the drain's
+// fixed cost (base-fixed-µs, impl-fixed-µs: medians per drain): for the
+// pipe, a loop iteration, the readers' claims and the first look at each
+// ring, paid once per wakeup however many records it brings. The
+// bare-vs-bare rows pair a side with a copy of itself: what they report
+// beside 1 is the method's own spread.
 func BenchmarkPipeOverhead(b *testing.B) {
 	for _, c := range []struct {
 		name, base, impl string
 		cpus             int
 	}{
+		{"perf/bare-vs-bare", "bare", "bare", 1},
+		{"perf/bare-timed-vs-bare-timed", "bare-timed", "bare-timed", 1},
 		{"perf/pipe-vs-bare", "bare", "pipe", 1},
 		{"perf/ordered-vs-bare", "bare", "pipe-ordered", 1},
 		{"perf/ordered-vs-bare-timed", "bare-timed", "pipe-ordered", 1},
@@ -51,7 +62,7 @@ func BenchmarkPipeOverhead(b *testing.B) {
 			base := newPipeSide(b, c.base, c.cpus)
 			impl := newPipeSide(b, c.impl, c.cpus)
 			capacity := min(base.capacity, impl.capacity)
-			var ratios []float64
+			var ratios, spanRatios, baseFixed, implFixed []float64
 			var baseTime, implTime time.Duration
 			b.ResetTimer()
 			for done, round := 0, 0; done < b.N; round++ {
@@ -60,24 +71,33 @@ func BenchmarkPipeOverhead(b *testing.B) {
 				if round%2 == 1 {
 					first, second = impl, base
 				}
-				t1 := first.fillAndDrain(k)
-				t2 := second.fillAndDrain(k)
-				tb, ti := t1, t2
+				d1 := first.fillAndDrain(k)
+				d2 := second.fillAndDrain(k)
+				db, di := d1, d2
 				if first == impl {
-					tb, ti = t2, t1
+					db, di = d2, d1
 				}
-				baseTime += tb
-				implTime += ti
-				ratios = append(ratios, float64(ti)/float64(tb))
+				baseTime += db.total
+				implTime += di.total
+				ratios = append(ratios, float64(di.total)/float64(db.total))
+				if k > 1 {
+					spanRatios = append(spanRatios, float64(di.span)/float64(db.span))
+				}
+				baseFixed = append(baseFixed, float64(db.total-db.span))
+				implFixed = append(implFixed, float64(di.total-di.span))
 				done += k
 			}
 			b.StopTimer()
 			base.verify(b.N)
 			impl.verify(b.N)
-			slices.Sort(ratios)
-			b.ReportMetric(ratios[len(ratios)/2], "ratio")
+			b.ReportMetric(median(ratios), "ratio")
 			b.ReportMetric(float64(baseTime.Nanoseconds())/float64(b.N), "base-ns/record")
 			b.ReportMetric(float64(implTime.Nanoseconds())/float64(b.N), "impl-ns/record")
+			if len(spanRatios) > 0 {
+				b.ReportMetric(median(spanRatios), "span-ratio")
+			}
+			b.ReportMetric(median(baseFixed)/1e3, "base-fixed-µs")
+			b.ReportMetric(median(implFixed)/1e3, "impl-fixed-µs")
 		})
 	}
 }
@@ -89,6 +109,7 @@ type pipeSide struct {
 	rb       *ringBench
 	cpus     int
 	capacity int
+	span     *span // the handlers' span of a drain
 	drain    func(k int)
 	verify   func(n int)
 }
@@ -113,6 +134,10 @@ func newPipeSide(b *testing.B, impl string, cpus int) *pipeSide {
 	// order, and all of them for the ordered pipe (perCPU).
 	r := &routed{}
 	c := &perCPU{last: [2]int64{-1, -1}, lastAll: -1, ordered: impl == "pipe-ordered"}
+	s.span = &r.span
+	if cpus == 2 {
+		s.span = &c.span
+	}
 	s.verify = func(n int) {
 		if cpus == 1 {
 			r.verify(b, n)
@@ -213,7 +238,7 @@ func newPipeSide(b *testing.B, impl string, cpus int) *pipeSide {
 func newRingSide(b *testing.B, impl string, size int) *pipeSide {
 	m, rb := ringSetup(b, size)
 	r := &routed{}
-	s := &pipeSide{b: b, rb: rb, cpus: 1, capacity: rb.capacity, verify: func(n int) { r.verify(b, n) }}
+	s := &pipeSide{b: b, rb: rb, cpus: 1, capacity: rb.capacity, span: &r.span, verify: func(n int) { r.verify(b, n) }}
 	switch impl {
 	case "bare":
 		rr, err := ringbuf.NewRingReader(m.FD())
@@ -293,12 +318,23 @@ func (s *pipeSide) fill(k int) {
 	}
 }
 
-// fillAndDrain fills k records and returns how long their drain took.
-func (s *pipeSide) fillAndDrain(k int) time.Duration {
+// drainTime is how long a drain took, and how much of it lay between its
+// first record's handler and its last's (see span).
+type drainTime struct{ total, span time.Duration }
+
+// fillAndDrain fills k records and times their drain.
+func (s *pipeSide) fillAndDrain(k int) drainTime {
 	s.fill(k)
+	s.span.start(k)
 	start := time.Now()
 	s.drain(k)
-	return time.Since(start)
+	return drainTime{total: time.Since(start), span: s.span.length()}
+}
+
+// median returns the median of xs, which it sorts.
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	return xs[len(xs)/2]
 }
 
 // setCPU moves the calling thread (locked by perfSetup) to cpu.

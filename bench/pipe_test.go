@@ -41,15 +41,51 @@ type routed struct {
 	next uint32
 	bad  int
 	per  [categories]int
+	span span
 }
 
 func (r *routed) handle(cat uint32, payload []byte) {
+	r.span.mark()
 	if binary.LittleEndian.Uint32(payload) != r.next {
 		r.bad++
 	}
 	r.per[cat]++
 	r.next++
 }
+
+// span times a drain from its first record's handler to its last's,
+// leaving out what the drain costs before the first record and after the
+// last (a poll, the readers' claims, the first look at each ring): what
+// BenchmarkPipeOverhead reports as a drain's fixed cost. It costs the
+// handler one comparison per record, on every side alike.
+type span struct {
+	seen, at, end int // records seen in this drain; the next to stamp; the last
+	first, last   time.Time
+}
+
+// start begins the span of a drain of k records.
+func (s *span) start(k int) { s.seen, s.at, s.end = 0, 0, k-1 }
+
+func (s *span) mark() {
+	if s.seen == s.at {
+		s.stamp()
+	}
+	s.seen++
+}
+
+func (s *span) stamp() {
+	if s.seen == 0 {
+		s.first, s.at = time.Now(), s.end
+	} else {
+		s.last, s.at = time.Now(), -1
+	}
+	if s.end == 0 {
+		s.last, s.at = s.first, -1
+	}
+}
+
+// length is the time from the first record of the drain to the last.
+func (s *span) length() time.Duration { return s.last.Sub(s.first) }
 
 func (r *routed) verify(b *testing.B, want int) {
 	b.Helper()
@@ -242,9 +278,11 @@ type perCPU struct {
 	lastAll int64
 	ordered bool
 	n, bad  int
+	span    span
 }
 
 func (c *perCPU) handle(cpu int, payload []byte) {
+	c.span.mark()
 	seq := int64(binary.LittleEndian.Uint32(payload)) // after the category
 	if cpu < 0 || cpu > 1 || seq <= c.last[cpu] || (c.ordered && seq <= c.lastAll) {
 		c.bad++

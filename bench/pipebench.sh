@@ -3,7 +3,8 @@
 # (the pipe and the bare reader paired fill by fill in one process),
 # BenchmarkPipeDrain (every side, cilium/ebpf's included),
 # BenchmarkPipeDrainAcrossCPUs and the root package's in-memory
-# BenchmarkSimDrain, ROUNDS rounds (5 by default), interleaved.
+# BenchmarkSimDrain and BenchmarkSimOverhead, ROUNDS rounds (5 by
+# default), interleaved.
 #
 #   ./pipebench.sh [results-pipe.txt]   raw output; load averages in results-pipe.load
 set -euo pipefail
@@ -24,5 +25,6 @@ for round in $(seq "$rounds"); do
   "$dir/bench.test" -test.run='^$' -test.benchmem -test.bench='^BenchmarkPipeDrain$' -test.benchtime=200000x
   "$dir/bench.test" -test.run='^$' -test.benchmem -test.bench='^BenchmarkPipeDrainAcrossCPUs$' -test.benchtime=50000x
   (cd .. && "$dir/root.test" -test.run='^$' -test.benchmem -test.bench='^BenchmarkSimDrain$' -test.benchtime=1000000x)
+  (cd .. && "$dir/root.test" -test.run='^$' -test.benchmem -test.bench='^BenchmarkSimOverhead$' -test.benchtime=1000000x)
 done >> "$out"
 echo "end: $(uptime)" >> "$load"
