@@ -2,6 +2,7 @@ package ringbuf
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -202,6 +203,28 @@ func TestErrorTextWithoutKernel(t *testing.T) {
 			_, err := s.consume(Handler{})
 			return onCPU(err, 2)
 		}},
+		// The same corrupt record met by every call that reads a perf
+		// ring: the CPU named once, as Consume names it.
+		{"perf: peek: corrupt", ErrCorrupt, corruptOnCPU1, func() error {
+			_, _, err := corruptSim(t).Peek(1, nil)
+			return err
+		}},
+		{"perf: next in a session: corrupt", ErrCorrupt, corruptOnCPU1, func() error {
+			sim := corruptSim(t)
+			require.NoError(t, sim.Begin())
+			defer func() { require.NoError(t, sim.End()) }()
+			var s PerfSample
+			_, err := sim.Next(1, nil, &s)
+			return err
+		}},
+		{"perf: consume until: corrupt", ErrCorrupt, corruptOnCPU1, func() error {
+			_, _, err := corruptSim(t).ConsumeUntil(1, math.MaxUint64, Handler{}, nil)
+			return err
+		}},
+		{"perf: peek run: corrupt", ErrCorrupt, corruptOnCPU1, func() error {
+			_, err := corruptSim(t).PeekRun(1, nil, make([]PerfSample, 4))
+			return err
+		}},
 		// Dispatch.
 		{"dispatch: short", ErrShortRecord, "ringbuf: dispatch: record of 3 bytes is shorter than its category", func() error {
 			return NewDispatcher().Dispatch(0, []byte{1, 2, 3})
@@ -238,4 +261,16 @@ func TestErrorsOfEveryCall(t *testing.T) {
 		require.ErrorIs(t, e.busy, unix.EBUSY)
 		require.ErrorIs(t, e.closed, os.ErrClosed)
 	}
+}
+
+const corruptOnCPU1 = "ringbuf: consume: CPU 1: corrupt ring: perf record size 13 not a multiple of 8"
+
+// corruptSim returns simulated rings for CPUs 0 and 1 whose ring 1 holds
+// a record of a size no kernel writes.
+func corruptSim(t *testing.T) *PerfSim {
+	sim, err := NewPerfSim(2, 1, true)
+	require.NoError(t, err)
+	t.Cleanup(func() { sim.Close() })
+	require.NoError(t, sim.Corrupt(1))
+	return sim
 }

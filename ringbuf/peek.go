@@ -221,11 +221,7 @@ func (ps *peekSession) next(rings []*perfRing, i int, lost func(int, uint64), c 
 	if ring.advanceBatch() {
 		ps.samples++
 	}
-	ok, err := ring.peekBatch(lost, c, g, s)
-	if err != nil {
-		err = fmt.Errorf("ringbuf: CPU %d: %w", ring.cpu, err)
-	}
-	return ok, err
+	return ring.peekBatch(lost, c, g, s) // its errors name the CPU already
 }
 
 // ConsumeUntil delivers a run of ring i's samples to h in the ring's
@@ -452,9 +448,9 @@ func (r *perfRing) resyncRun(tail *uint64, head uint64, c *perfCounters, err err
 }
 
 // resyncCursorOnCPU is resyncCursor with the error naming the ring's CPU,
-// as Peek's and ConsumeUntil's errors do.
+// as Consume's errors do.
 func (r *perfRing) resyncCursorOnCPU(head uint64, c *perfCounters, err error) error {
-	return fmt.Errorf("ringbuf: CPU %d: %w", r.cpu, r.resyncCursor(head, c, err))
+	return onCPU(r.resyncCursor(head, c, err), r.cpu)
 }
 
 // resyncCursor is resync for the cursor too.

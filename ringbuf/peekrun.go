@@ -50,8 +50,8 @@ func (r *PerfReader) peekRunClaimed(i int, lost func(cpu int, count uint64), dst
 // advances to n at each step; an n no greater than an earlier call's
 // consumes nothing). It reports whether it consumed anything: false when
 // the ring has no window, or a call other than PeekRun and AdvanceRun
-// read the ring since. An n past the window's length is an error
-// wrapping unix.EINVAL.
+// read the ring since. An n past the window's length, or negative, is an
+// error wrapping unix.EINVAL.
 func (r *PerfReader) AdvanceRun(i, n int) (bool, error) {
 	if r.ps.open {
 		return r.ps.advanceRun(r.rings, i, n, &r.stats)
@@ -187,11 +187,17 @@ func (r *perfRing) peekRun(lost func(int, uint64), c *perfCounters, g *guard, ds
 	return n, nil
 }
 
-var errRunTooLong = fmt.Errorf("ringbuf: advance run: past the window: %w", unix.EINVAL)
+var (
+	errRunTooLong  = fmt.Errorf("ringbuf: advance run: past the window: %w", unix.EINVAL)
+	errRunNegative = fmt.Errorf("ringbuf: advance run: negative count: %w", unix.EINVAL)
+)
 
 // advanceRun moves the cursor past the first n samples of the window and
 // returns how many it consumed.
 func (r *perfRing) advanceRun(n int) (int, error) {
+	if n < 0 {
+		return 0, errRunNegative
+	}
 	if len(r.runEnds) == 0 {
 		return 0, nil // no window: nothing to be past
 	}
