@@ -18,7 +18,8 @@ def metrics(line):
 
 
 def main(path):
-    overhead = defaultdict(list)
+    overhead = defaultdict(lambda: defaultdict(list))
+    sim = defaultdict(list)
     rounds = []  # per round: name -> ns/record
     for line in open(path):
         if not line.startswith("Benchmark"):
@@ -26,14 +27,28 @@ def main(path):
         name, m = metrics(line)
         name = re.sub(r"-\d+$", "", name)
         if name.startswith("BenchmarkPipeOverhead/"):
-            overhead[name.split("/", 1)[1]].append(m["ratio"])
+            for k, v in m.items():
+                overhead[name.split("/", 1)[1]][k].append(v)
             if name.endswith("/perf/pipe-vs-bare"):
                 rounds.append({})
+        elif name.startswith("BenchmarkSimOverhead/"):
+            sim[name.split("/", 1)[1]].append(m["ratio"])
         elif "ns/record" in m and rounds:
             rounds[-1][name] = m["ns/record"]
-    print("BenchmarkPipeOverhead (impl / base, median of each run's paired fills):")
-    for k, v in overhead.items():
-        print(f"  {k:34s} median {statistics.median(v):.3f}  range {min(v):.2f}-{max(v):.2f}  n={len(v)}")
+    print("BenchmarkPipeOverhead (impl / base, median of each run's paired fills;")
+    print("  span: the records' own span; fixed: microseconds per drain outside it, base / impl):")
+    for k, m in overhead.items():
+        v = m["ratio"]
+        line = f"  {k:34s} median {statistics.median(v):.3f}  range {min(v):.2f}-{max(v):.2f}  n={len(v)}"
+        if m.get("span-ratio"):
+            line += f"  span {statistics.median(m['span-ratio']):.3f}"
+        if m.get("base-fixed-µs"):
+            line += f"  fixed {statistics.median(m['base-fixed-µs']):.1f} / {statistics.median(m['impl-fixed-µs']):.1f}"
+        print(line)
+    if sim:
+        print("BenchmarkSimOverhead (in memory, impl / base, median of each run's paired drains):")
+        for k, v in sim.items():
+            print(f"  {k:34s} median {statistics.median(v):.3f}  range {min(v):.2f}-{max(v):.2f}  n={len(v)}")
     pairs = [
         ("PipeDrain/source=perf/impl=pipe", "PipeDrain/source=perf/impl=bare"),
         ("PipeDrain/source=perf/impl=pipe-ordered", "PipeDrain/source=perf/impl=bare"),
