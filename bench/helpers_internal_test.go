@@ -2,6 +2,7 @@ package bench
 
 import (
 	"testing"
+	"time"
 )
 
 func TestPercentile(t *testing.T) {
@@ -33,6 +34,33 @@ func TestSplitN(t *testing.T) {
 		}
 		if sum != c.n || hi-lo > 1 || len(parts) != c.k {
 			t.Errorf("splitN(%d, %d) = %v", c.n, c.k, parts)
+		}
+	}
+}
+
+// TestSpan checks that a drain's span runs from its first record to its
+// last, whatever the count, and that a new start forgets the last drain.
+func TestSpan(t *testing.T) {
+	for _, k := range []int{1, 2, 5} {
+		var s span
+		for range 2 {
+			s.start(k)
+			before := time.Now()
+			for i := range k {
+				if i == k-1 {
+					time.Sleep(time.Millisecond)
+				}
+				s.mark()
+			}
+			if s.first.Before(before) {
+				t.Errorf("k=%d: the span began before its first record", k)
+			}
+			if k == 1 && s.length() != 0 {
+				t.Errorf("k=1: span %v, want 0 for one record", s.length())
+			}
+			if k > 1 && s.length() < time.Millisecond {
+				t.Errorf("k=%d: span %v leaves out the last record", k, s.length())
+			}
 		}
 	}
 }

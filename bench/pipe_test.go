@@ -73,14 +73,17 @@ func (s *span) mark() {
 	s.seen++
 }
 
+// stamp takes the time at the first record and at the last (one reading
+// when they are the same record) and sets at to the next record to stamp.
 func (s *span) stamp() {
+	now := time.Now()
 	if s.seen == 0 {
-		s.first, s.at = time.Now(), s.end
-	} else {
-		s.last, s.at = time.Now(), -1
+		s.first = now
 	}
-	if s.end == 0 {
-		s.last, s.at = s.first, -1
+	if s.seen == s.end {
+		s.last, s.at = now, -1
+	} else {
+		s.at = s.end
 	}
 }
 
