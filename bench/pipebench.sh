@@ -2,7 +2,8 @@
 # The EventPipe's drain figures (issue 12's targets): BenchmarkPipeOverhead
 # (the pipe and the bare reader paired fill by fill in one process),
 # BenchmarkPipeDrain (every side, cilium/ebpf's included),
-# BenchmarkPipeDrainAcrossCPUs and the root package's in-memory
+# BenchmarkPipeDrainAcrossCPUs, BenchmarkPerfLoopWake (where a loop's
+# wakeup spends its time) and the root package's in-memory
 # BenchmarkSimDrain and BenchmarkSimOverhead, ROUNDS rounds (5 by
 # default), interleaved.
 #
@@ -24,6 +25,7 @@ for round in $(seq "$rounds"); do
   "$dir/bench.test" -test.run='^$' -test.benchmem -test.bench='^BenchmarkPipeOverhead$' -test.benchtime=200000x
   "$dir/bench.test" -test.run='^$' -test.benchmem -test.bench='^BenchmarkPipeDrain$' -test.benchtime=200000x
   "$dir/bench.test" -test.run='^$' -test.benchmem -test.bench='^BenchmarkPipeDrainAcrossCPUs$' -test.benchtime=50000x
+  "$dir/bench.test" -test.run='^$' -test.bench='^BenchmarkPerfLoopWake$' -test.benchtime=200000x
   (cd .. && "$dir/root.test" -test.run='^$' -test.benchmem -test.bench='^BenchmarkSimDrain$' -test.benchtime=1000000x)
   (cd .. && "$dir/root.test" -test.run='^$' -test.benchmem -test.bench='^BenchmarkSimOverhead$' -test.benchtime=1000000x)
 done >> "$out"

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Summarises pipebench.sh's output: BenchmarkPipeOverhead's in-process
-paired ratios (median and range over the rounds), and the per-round
+paired ratios (median and range over the rounds), BenchmarkPerfLoopWake's
+phases, and the per-round
 paired ratios of BenchmarkPipeDrain's and BenchmarkPipeDrainAcrossCPUs'
 sides (each round's two runs of the same process, a few seconds apart).
 
@@ -20,6 +21,7 @@ def metrics(line):
 def main(path):
     overhead = defaultdict(lambda: defaultdict(list))
     sim = defaultdict(list)
+    wake = defaultdict(list)
     rounds = []  # per round: name -> ns/record
     for line in open(path):
         if not line.startswith("Benchmark"):
@@ -31,6 +33,10 @@ def main(path):
                 overhead[name.split("/", 1)[1]][k].append(v)
             if name.endswith("/perf/pipe-vs-bare"):
                 rounds.append({})
+        elif name == "BenchmarkPerfLoopWake":
+            for k, v in m.items():
+                if k.endswith("-µs"):
+                    wake[k].append(v)
         elif name.startswith("BenchmarkSimOverhead/"):
             sim[name.split("/", 1)[1]].append(m["ratio"])
         elif "ns/record" in m and rounds:
@@ -49,6 +55,10 @@ def main(path):
         print("BenchmarkSimOverhead (in memory, impl / base, median of each run's paired drains):")
         for k, v in sim.items():
             print(f"  {k:34s} median {statistics.median(v):.3f}  range {min(v):.2f}-{max(v):.2f}  n={len(v)}")
+    if wake:
+        print("BenchmarkPerfLoopWake (µs per fill to the first record, median over the runs):")
+        for k, v in sorted(wake.items()):
+            print(f"  {k:34s} median {statistics.median(v):.2f}  range {min(v):.2f}-{max(v):.2f}  n={len(v)}")
     pairs = [
         ("PipeDrain/source=perf/impl=pipe", "PipeDrain/source=perf/impl=bare"),
         ("PipeDrain/source=perf/impl=pipe-ordered", "PipeDrain/source=perf/impl=bare"),
