@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/eventpipe/eventpipe/loop"
 	"github.com/eventpipe/eventpipe/poller"
 	"github.com/eventpipe/eventpipe/ringbuf"
@@ -19,9 +21,12 @@ import (
 // callback (epoll_wait on the reader's epoll and the dispatch); to-first,
 // from the callback to the first record's handler; direct-to-first, from
 // a direct Consume to its first record; warm-before-poll, before-poll of
-// a RunNoWait right after, with no fill in between. The fills are of
-// every ring's capacity, by the kernel, as in BenchmarkPipeOverhead: the
-// gap between warm and cold before-poll is what the fill left cold.
+// a RunNoWait right after, with no fill in between; raw-wait, an
+// epoll_wait on the loop's epoll instance made directly after a fill (the
+// kernel's part of poll); clock, a time.Now right after a fill (the first
+// touch of one page, here the clock's). The fills are of every ring's
+// capacity, by the kernel, as in BenchmarkPipeOverhead: the gap between
+// warm and cold before-poll is what the fill left cold.
 func BenchmarkPerfLoopWake(b *testing.B) {
 	m, rb := perfSetup(b, 64)
 	pr, err := ringbuf.NewPerfReader(m.FD(), ringbuf.PerfOptions{PagesPerCPU: ringPages, CPUs: []int{emitCPU}})
@@ -65,7 +70,15 @@ func BenchmarkPerfLoopWake(b *testing.B) {
 	})
 	side := &pipeSide{b: b, rb: rb, cpus: 1}
 	k := rb.capacity
-	var beforePoll, poll, toFirst, direct, warm []float64
+	var beforePoll, poll, toFirst, direct, warm, rawWait, clock []float64
+	events := make([]unix.EpollEvent, 8)
+	drainDirect := func() {
+		for want := delivered + k; delivered < want; {
+			if _, err := pr.Consume(h); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 	for range max(1, b.N/k) {
 		side.fill(k)
 		seen = -1
@@ -88,14 +101,23 @@ func BenchmarkPerfLoopWake(b *testing.B) {
 		side.fill(k)
 		seen = -1
 		start = time.Now()
-		for want := delivered + k; delivered < want; {
-			if _, err := pr.Consume(h); err != nil {
-				b.Fatal(err)
-			}
-		}
+		drainDirect()
 		direct = append(direct, float64(first.Sub(start)))
+
+		side.fill(k)
+		start = time.Now()
+		if n, err := unix.EpollWait(l.Fd(), events, -1); n != 1 || err != nil {
+			b.Fatalf("epoll_wait on the loop's fd: %d, %v", n, err)
+		}
+		rawWait = append(rawWait, float64(time.Since(start)))
+		drainDirect()
+
+		side.fill(k)
+		start = time.Now()
+		clock = append(clock, float64(time.Since(start)))
+		drainDirect()
 	}
-	if want := 2 * max(1, b.N/k) * k; delivered != want {
+	if want := 4 * max(1, b.N/k) * k; delivered != want {
 		b.Fatalf("delivered %d records, want %d", delivered, want)
 	}
 	b.ReportMetric(median(beforePoll)/1e3, "before-poll-µs")
@@ -103,4 +125,6 @@ func BenchmarkPerfLoopWake(b *testing.B) {
 	b.ReportMetric(median(toFirst)/1e3, "to-first-µs")
 	b.ReportMetric(median(direct)/1e3, "direct-to-first-µs")
 	b.ReportMetric(median(warm)/1e3, "warm-before-poll-µs")
+	b.ReportMetric(median(rawWait)/1e3, "raw-wait-µs")
+	b.ReportMetric(median(clock)/1e3, "clock-µs")
 }
