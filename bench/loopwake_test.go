@@ -17,14 +17,17 @@ import (
 // side of BenchmarkPipeOverhead, bare-loop) into the loop's phases, and
 // compares it with a direct Consume of the same fill (the bare side). Per
 // fill, medians in µs: before-poll, from RunOnce to the loop's prepare
-// hook (its time, timers and hooks); poll, from the hook to the watcher's
-// callback (epoll_wait on the reader's epoll and the dispatch); to-first,
+// hook (its time, Alive and the hook lists: RunOnce runs no timers before
+// it polls); poll, from the hook to the watcher's callback (epoll_wait on
+// the loop's epoll instance, which holds the reader's, and the dispatch);
+// to-first,
 // from the callback to the first record's handler; direct-to-first, from
 // a direct Consume to its first record; warm-before-poll, before-poll of
 // a RunNoWait right after, with no fill in between; raw-wait, an
 // epoll_wait on the loop's epoll instance made directly after a fill (the
-// kernel's part of poll); clock, a time.Now right after a fill (the first
-// touch of one page, here the clock's). The fills are of every ring's
+// kernel's part of poll); clock, from a time.Now right after a fill to a
+// time.Since after it (reading the clock in what the fill left cold), and
+// warm-clock, the same pair again at once. The fills are of every ring's
 // capacity, by the kernel, as in BenchmarkPipeOverhead: the gap between
 // warm and cold before-poll is what the fill left cold.
 func BenchmarkPerfLoopWake(b *testing.B) {
@@ -70,7 +73,7 @@ func BenchmarkPerfLoopWake(b *testing.B) {
 	})
 	side := &pipeSide{b: b, rb: rb, cpus: 1}
 	k := rb.capacity
-	var beforePoll, poll, toFirst, direct, warm, rawWait, clock []float64
+	var beforePoll, poll, toFirst, direct, warm, rawWait, clock, warmClock []float64
 	events := make([]unix.EpollEvent, 8)
 	drainDirect := func() {
 		for want := delivered + k; delivered < want; {
@@ -115,6 +118,8 @@ func BenchmarkPerfLoopWake(b *testing.B) {
 		side.fill(k)
 		start = time.Now()
 		clock = append(clock, float64(time.Since(start)))
+		start = time.Now()
+		warmClock = append(warmClock, float64(time.Since(start)))
 		drainDirect()
 	}
 	if want := 4 * max(1, b.N/k) * k; delivered != want {
@@ -127,4 +132,5 @@ func BenchmarkPerfLoopWake(b *testing.B) {
 	b.ReportMetric(median(warm)/1e3, "warm-before-poll-µs")
 	b.ReportMetric(median(rawWait)/1e3, "raw-wait-µs")
 	b.ReportMetric(median(clock)/1e3, "clock-µs")
+	b.ReportMetric(median(warmClock)/1e3, "warm-clock-µs")
 }

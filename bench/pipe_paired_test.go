@@ -345,6 +345,7 @@ func onLoop(b *testing.B, fd int, consume func() (int, error)) func(k int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { l.Close() })
 	got := 0
 	w, err := l.Watch(fd, poller.Readable, func(poller.Events) {
 		n, err := consume()
@@ -361,7 +362,6 @@ func onLoop(b *testing.B, fd int, consume func() (int, error)) func(k int) {
 		if err := l.Run(context.Background()); err != nil {
 			b.Error(err)
 		}
-		l.Close()
 	})
 	want := 0
 	return func(k int) {

@@ -56,7 +56,7 @@ def main(path):
         for k, v in sim.items():
             print(f"  {k:34s} median {statistics.median(v):.3f}  range {min(v):.2f}-{max(v):.2f}  n={len(v)}")
     if wake:
-        print("BenchmarkPerfLoopWake (µs per fill to the first record, median over the runs):")
+        print("BenchmarkPerfLoopWake (µs per fill, median over the runs):")
         for k, v in sorted(wake.items()):
             print(f"  {k:34s} median {statistics.median(v):.2f}  range {min(v):.2f}-{max(v):.2f}  n={len(v)}")
     pairs = [
