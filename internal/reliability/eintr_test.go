@@ -28,9 +28,16 @@ import (
 // handler, whatever SA_RESTART says).
 const stormSignal = unix.SIGUSR1
 
-// signalStorm sends stormSignal to thread tid as fast as it can (yielding
-// between signals) until the returned stop function is called; stop returns
-// how many it sent.
+// stormInterval paces the storms. Unpaced (half a million a second) the
+// target thread does little but run signal handlers: it seldom reaches a
+// sleep for a signal to cut short, which is what the storms are for, and
+// its timers run tens of milliseconds late. One signal every 20 µs is
+// still dozens per sleep between the loop's timers.
+const stormInterval = 20 * time.Microsecond
+
+// signalStorm sends stormSignal to thread tid every stormInterval (spinning
+// between signals, so pacing needs no timer of its own) until the returned
+// stop function is called; stop returns how many it sent.
 func signalStorm(t *testing.T, tid int) (stop func() uint64) {
 	t.Helper()
 	pid := unix.Getpid()
@@ -40,6 +47,7 @@ func signalStorm(t *testing.T, tid int) (stop func() uint64) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		next := time.Now()
 		for {
 			select {
 			case <-quit:
@@ -51,7 +59,10 @@ func signalStorm(t *testing.T, tid int) (stop func() uint64) {
 				return
 			}
 			sent.Add(1)
-			runtime.Gosched()
+			next = next.Add(stormInterval)
+			for time.Now().Before(next) {
+				runtime.Gosched()
+			}
 		}
 	}()
 	var once sync.Once
