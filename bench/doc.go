@@ -17,5 +17,11 @@
 // wrk) in processes of their own: cmd/netbench drives them against the
 // servers in peers/ and examples/resp, and netbench.sh runs it.
 //
+// Run the drain benchmarks with a count, as measure.sh and pipebench.sh do
+// (-benchtime=200000x): each fill of a ring runs the BPF program once per
+// record with the timer stopped, and Go scales b.N by the timed drains
+// alone, so the default -benchtime=1s asks for hundreds of millions of
+// records and a run of many minutes per benchmark.
+//
 // The figures, and the commands that produced them, are in RESULTS.md.
 package bench
