@@ -35,13 +35,13 @@
 //
 // Per record the pipe costs about what a bare reader with a
 // ringbuf.Dispatcher costs, often less: the category lookup is inlined,
-// and the handler is the one indirect call. What a drain adds is a wakeup: one pass of the
-// loop, an epoll_wait and the loop's own phases, some microseconds when
-// the kernel has just run on the CPU and left the caches cold. So the
-// number of records per wakeup sets the throughput more than anything
-// else: perf's WakeupEvents or Watermark, with rings large enough to
-// hold what comes between two wakeups, trade latency for fewer of them
-// (and MaxLatency bounds that latency).
+// and the handler is the one indirect call. What a drain adds is a
+// wakeup: one pass of the loop, an epoll_wait and the loop's own phases,
+// some microseconds when the kernel has just run on the CPU and left the
+// caches cold. So the number of records per wakeup sets the throughput
+// more than anything else: perf's WakeupEvents or Watermark, with rings
+// large enough to hold what comes between two wakeups, trade latency for
+// fewer of them (and MaxLatency bounds that latency).
 //
 // Options.MaxLatency bounds how long a record can wait when the kernel does
 // not wake the reader for it (perf's WakeupEvents or Watermark batch the
