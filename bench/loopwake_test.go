@@ -20,10 +20,10 @@ import (
 // hook (its time, Alive and the hook lists: RunOnce runs no timers before
 // it polls); poll, from the hook to the watcher's callback (epoll_wait on
 // the loop's epoll instance, which holds the reader's, and the dispatch);
-// to-first,
-// from the callback to the first record's handler; direct-to-first, from
-// a direct Consume to its first record; warm-before-poll, before-poll of
-// a RunNoWait right after, with no fill in between; raw-wait, an
+// to-first, from the callback to the first record's handler;
+// direct-to-first, from a direct Consume to its first record;
+// warm-before-poll, before-poll of a RunNoWait right after, with no fill
+// in between; raw-wait, an
 // epoll_wait on the loop's epoll instance made directly after a fill (the
 // kernel's part of poll); clock, from a time.Now right after a fill to a
 // time.Since after it (reading the clock in what the fill left cold), and

@@ -32,7 +32,7 @@ const stormSignal = unix.SIGUSR1
 // target thread does little but run signal handlers: it seldom reaches a
 // sleep for a signal to cut short, which is what the storms are for, and
 // its timers run tens of milliseconds late. One signal every 20 µs is
-// still dozens per sleep between the loop's timers.
+// still dozens in each 2 ms sleep between the loop's timers.
 const stormInterval = 20 * time.Microsecond
 
 // signalStorm sends stormSignal to thread tid every stormInterval (spinning
@@ -47,7 +47,7 @@ func signalStorm(t *testing.T, tid int) (stop func() uint64) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		next := time.Now()
+		var next time.Time
 		for {
 			select {
 			case <-quit:
@@ -59,7 +59,9 @@ func signalStorm(t *testing.T, tid int) (stop func() uint64) {
 				return
 			}
 			sent.Add(1)
-			next = next.Add(stormInterval)
+			// A sender that was descheduled starts afresh rather than
+			// catching up in an unpaced burst.
+			next = later(next, time.Now()).Add(stormInterval)
 			for time.Now().Before(next) {
 				runtime.Gosched()
 			}
@@ -72,6 +74,14 @@ func signalStorm(t *testing.T, tid int) (stop func() uint64) {
 	}
 	t.Cleanup(func() { stop() })
 	return stop
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // onThread runs fn on a goroutine locked to its own OS thread, passing the
